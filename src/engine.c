@@ -1,0 +1,101 @@
+/* engine.c - see engine.h. */
+#include "config.h"
+#include "engine.h"
+#include "gather.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define DEFAULT_CACHE_BYTES (1024ull << 20)
+
+int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_opts *o,
+		     struct ckpt_err *e)
+{
+	int rc;
+
+	memset(g, 0, sizeof(*g));
+	g->opts = *o;
+	if ((rc = ckpt_catalog_open(&g->cat, src, o, e)))
+		return rc;
+	if ((rc = ckpt_view_build(&g->view, &g->cat, o, e)))
+		goto fail_cat;
+	if ((rc = ckpt_layout_build(&g->layout, &g->view, o, e)))
+		goto fail_view;
+	rc = ckpt_chunkio_new(&g->io, &g->cat, o->cache_bytes ? o->cache_bytes : DEFAULT_CACHE_BYTES);
+	if (rc) {
+		ckpt_err_set(e, rc, "out of memory");
+		goto fail_layout;
+	}
+	return 0;
+fail_layout:
+	ckpt_layout_free(&g->layout);
+fail_view:
+	ckpt_view_free(&g->view);
+fail_cat:
+	ckpt_catalog_close(&g->cat);
+	return rc;
+}
+
+void ckpt_engine_close(struct ckpt_engine *g)
+{
+	ckpt_chunkio_free(g->io);
+	ckpt_layout_free(&g->layout);
+	ckpt_view_free(&g->view);
+	ckpt_catalog_close(&g->cat);
+	memset(g, 0, sizeof(*g));
+}
+
+/* First extent whose bytes reach past off (extents tile the data section). */
+static size_t find_extent(const struct ckpt_vfile *f, uint64_t off)
+{
+	size_t lo = 0, hi = f->next;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->ext[mid].start + f->ext[mid].t->nbytes <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int ckpt_engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len,
+		     uint8_t *dst, size_t *got, struct ckpt_err *e)
+{
+	const struct ckpt_vfile *f;
+	int rc;
+
+	*got = 0;
+	if (idx >= g->layout.n)
+		return ckpt_err_set(e, -ENOENT, "no file %zu", idx);
+	f = &g->layout.f[idx];
+	if (off >= f->size)
+		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);
+	if (f->kind == CKPT_VF_ASSET) {
+		rc = ckpt_pread_full(f->fd, dst, len, off);
+		if (rc)
+			return ckpt_err_set(e, rc, "asset %s: read failed: %s", f->name, strerror(-rc));
+		*got = len;
+		return 0;
+	}
+	size_t done = 0;
+	if (off < f->head_len) {
+		size_t n = (size_t)(f->head_len - off) < len ? (size_t)(f->head_len - off) : len;
+		memcpy(dst, f->head + off, n);
+		done = n;
+	}
+	for (size_t i = find_extent(f, off + done); done < len && i < f->next; i++) {
+		const struct ckpt_extent *x = &f->ext[i];
+		uint64_t pos = off + done, toff = pos - x->start;
+		uint64_t n = x->t->nbytes - toff;
+		if (n > len - done)
+			n = len - done;
+		if ((rc = ckpt_gather(g->io, x->t->src, toff, n, dst + done, e)))
+			return rc;
+		done += (size_t)n;
+	}
+	*got = done;
+	return 0;
+}

@@ -1,0 +1,288 @@
+/* layout.c - see layout.h.  Output conventions: converters.md section 14. */
+#include "config.h"
+#include "layout.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int oom(struct ckpt_err *e)
+{
+	return ckpt_err_set(e, -ENOMEM, "out of memory");
+}
+
+static struct ckpt_vfile *new_file(struct ckpt_layout *l, const char *name, enum ckpt_vf_kind k)
+{
+	struct ckpt_vfile *nf = realloc(l->f, (l->n + 1) * sizeof(*nf));
+	if (!nf)
+		return NULL;
+	l->f = nf;
+	struct ckpt_vfile *f = &nf[l->n];
+	memset(f, 0, sizeof(*f));
+	f->kind = k;
+	f->fd = -1;
+	if (!(f->name = strdup(name)))
+		return NULL;
+	l->n++;
+	return f;
+}
+
+/* Order inside a file: larger element size first (keeps every tensor
+ * aligned), then by name, as the safetensors reference writer does. */
+static int cmp_ext(const void *a, const void *b)
+{
+	const struct ckpt_vtensor *x = ((const struct ckpt_extent *)a)->t;
+	const struct ckpt_vtensor *y = ((const struct ckpt_extent *)b)->t;
+	size_t sx = ckpt_dtype_size(x->dtype), sy = ckpt_dtype_size(y->dtype);
+	if (sx != sy)
+		return sx > sy ? -1 : 1;
+	return ckpt_natcmp(x->name, y->name);
+}
+
+static int render_header(struct ckpt_vfile *f, struct ckpt_err *e)
+{
+	json_t *root = json_object(), *meta = json_object();
+	uint64_t pos = 0;
+	char *js = NULL;
+	int rc = 0;
+
+	if (!root || !meta || json_object_set_new(meta, "format", json_string("pt")) ||
+	    json_object_set_new(root, "__metadata__", meta)) {
+		json_decref(root);
+		return oom(e);
+	}
+	for (size_t i = 0; i < f->next; i++) {
+		const struct ckpt_vtensor *t = f->ext[i].t;
+		json_t *o = json_object(), *shape = json_array(), *offs = json_array();
+		if (!o || !shape || !offs) {
+			json_decref(o); json_decref(shape); json_decref(offs);
+			rc = oom(e);
+			goto out;
+		}
+		for (int d = 0; d < t->src->ndim; d++)
+			json_array_append_new(shape, json_integer(t->src->shape[d]));
+		json_array_append_new(offs, json_integer((json_int_t)pos));
+		json_array_append_new(offs, json_integer((json_int_t)(pos + t->nbytes)));
+		json_object_set_new(o, "dtype", json_string(ckpt_dtype_st_code(t->dtype)));
+		json_object_set_new(o, "shape", shape);
+		json_object_set_new(o, "data_offsets", offs);
+		if (json_object_set_new(root, t->name, o)) {
+			rc = ckpt_err_set(e, -EINVAL, "tensor name '%s' is not valid UTF-8", t->name);
+			goto out;
+		}
+		f->ext[i].start = pos;  /* made absolute below */
+		pos += t->nbytes;
+	}
+	if (!(js = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+		rc = oom(e);
+		goto out;
+	}
+	size_t jl = strlen(js);
+	uint64_t data_start = (8 + jl + CKPT_HEADER_ALIGN - 1) / CKPT_HEADER_ALIGN * CKPT_HEADER_ALIGN;
+	uint64_t hl = data_start - 8;
+	if (!(f->head = malloc(data_start))) {
+		rc = oom(e);
+		goto out;
+	}
+	for (int i = 0; i < 8; i++)
+		f->head[i] = (uint8_t)(hl >> (8 * i));
+	memcpy(f->head + 8, js, jl);
+	memset(f->head + 8 + jl, ' ', hl - jl);
+	f->head_len = data_start;
+	for (size_t i = 0; i < f->next; i++)
+		f->ext[i].start += data_start;
+	f->size = data_start + pos;
+out:
+	free(js);
+	json_decref(root);
+	return rc;
+}
+
+static int render_index(struct ckpt_layout *l, struct ckpt_err *e)
+{
+	json_t *root = json_object(), *meta = json_object(), *wm = json_object();
+	char *js = NULL;
+
+	if (!root || !meta || !wm)
+		goto fail;
+	json_object_set_new(meta, "total_size", json_integer((json_int_t)l->tensor_bytes));
+	json_object_set_new(root, "metadata", meta);
+	json_object_set_new(root, "weight_map", wm);
+	meta = wm = NULL;
+	for (size_t i = 0; i < l->nweights; i++)
+		for (size_t k = 0; k < l->f[i].next; k++)
+			if (json_object_set_new(json_object_get(root, "weight_map"), l->f[i].ext[k].t->name,
+						json_string(l->f[i].name)))
+				goto fail;
+	if (!(js = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS)))
+		goto fail;
+	struct ckpt_vfile *f = new_file(l, "model.safetensors.index.json", CKPT_VF_INDEX);
+	if (!f)
+		goto fail;
+	size_t jl = strlen(js);
+	if (!(f->head = malloc(jl + 1)))
+		goto fail;
+	memcpy(f->head, js, jl);
+	f->head[jl] = '\n';
+	f->head_len = f->size = jl + 1;
+	free(js);
+	json_decref(root);
+	return 0;
+fail:
+	free(js);
+	json_decref(root);
+	json_decref(meta);
+	json_decref(wm);
+	return oom(e);
+}
+
+/* Weight files of other formats and our own outputs are not assets. */
+static int is_asset_name(const char *n)
+{
+	static const char *const skip_suffix[] = {
+		".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf",
+		".distcp", ".index.json", ".metadata", ".tmp",
+	};
+	size_t l = strlen(n);
+	if (n[0] == '.')
+		return 0;
+	for (size_t i = 0; i < sizeof(skip_suffix) / sizeof(skip_suffix[0]); i++) {
+		size_t sl = strlen(skip_suffix[i]);
+		if (l >= sl && strcmp(n + l - sl, skip_suffix[i]) == 0)
+			return 0;
+	}
+	return 1;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int add_assets(struct ckpt_layout *l, const char *dir, struct ckpt_err *e)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **names = NULL, path[PATH_MAX];
+	size_t n = 0;
+	int rc = 0;
+
+	if (!d)
+		return ckpt_err_set(e, -errno, "assets directory %s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		if (!is_asset_name(de->d_name))
+			continue;
+		char **nn = realloc(names, (n + 1) * sizeof(*nn));
+		if (!nn || !(nn[n] = strdup(de->d_name))) {
+			names = nn ? nn : names;
+			rc = oom(e);
+			break;
+		}
+		names = nn;
+		n++;
+	}
+	closedir(d);
+	if (!rc)
+		qsort(names, n, sizeof(*names), cmp_name);
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct stat sb;
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);  /* follows symlinks (HF cache) */
+		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			if (fd >= 0)
+				close(fd);
+			continue;  /* subdirectories and dangling links are not shown */
+		}
+		struct ckpt_vfile *f = new_file(l, names[i], CKPT_VF_ASSET);
+		if (!f) {
+			close(fd);
+			rc = oom(e);
+			break;
+		}
+		f->fd = fd;
+		f->size = (uint64_t)sb.st_size;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const struct ckpt_opts *o,
+		      struct ckpt_err *e)
+{
+	uint64_t max = o->max_shard_size ? o->max_shard_size : CKPT_DEFAULT_MAX_SHARD;
+	size_t *start = calloc(v->n + 1, sizeof(*start)), nfiles = 0;
+	int rc = 0;
+
+	memset(l, 0, sizeof(*l));
+	if (!start)
+		return oom(e);
+	/* greedy packing in name order: a new file when the next tensor would
+	 * push a non-empty file past max */
+	uint64_t cur = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		if (i == 0 || (cur > 0 && cur + v->t[i].nbytes > max)) {
+			start[nfiles++] = i;
+			cur = 0;
+		}
+		cur += v->t[i].nbytes;
+		l->tensor_bytes += v->t[i].nbytes;
+	}
+	if (nfiles == 0)
+		start[nfiles++] = 0;  /* an empty model still gets one (empty) file */
+	start[nfiles] = v->n;
+	for (size_t k = 0; k < nfiles && !rc; k++) {
+		char name[64];
+		if (nfiles == 1)
+			snprintf(name, sizeof(name), "model.safetensors");
+		else
+			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, nfiles);
+		struct ckpt_vfile *f = new_file(l, name, CKPT_VF_WEIGHTS);
+		if (!f || !(f->ext = calloc(start[k + 1] - start[k] + 1, sizeof(*f->ext)))) {
+			rc = oom(e);
+			break;
+		}
+		for (size_t i = start[k]; i < start[k + 1]; i++)
+			f->ext[f->next++].t = &v->t[i];
+		qsort(f->ext, f->next, sizeof(*f->ext), cmp_ext);
+		rc = render_header(f, e);
+		l->nweights++;
+	}
+	free(start);
+	if (!rc && nfiles > 1)
+		rc = render_index(l, e);
+	if (!rc && o->assets)
+		rc = add_assets(l, o->assets, e);
+	if (rc)
+		ckpt_layout_free(l);
+	return rc;
+}
+
+void ckpt_layout_free(struct ckpt_layout *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->f[i].name);
+		free(l->f[i].head);
+		free(l->f[i].ext);
+		if (l->f[i].fd >= 0)
+			close(l->f[i].fd);
+	}
+	free(l->f);
+	memset(l, 0, sizeof(*l));
+}
+
+int ckpt_layout_find(const struct ckpt_layout *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->f[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}

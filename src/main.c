@@ -1,0 +1,264 @@
+/* main.c - command line: mount (default), inspect, export. */
+#define FUSE_USE_VERSION 312
+#include "config.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <fuse_opt.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "engine.h"
+#include "frontends.h"
+#include "fs.h"
+
+struct cli {
+	char *max_shard_size;
+	char *cache_size;
+	char *assets;
+	int allow_holes;
+	int keep_all;
+	int help;
+	int version;
+	int tensors;
+	int quiet;
+	char *pos[3];
+	int npos;
+	int too_many;
+};
+
+enum { KEY_HELP, KEY_VERSION };
+
+#define CLI_OPT(t, f, v) { t, offsetof(struct cli, f), v }
+
+static const struct fuse_opt cli_spec[] = {
+	CLI_OPT("max_shard_size=%s", max_shard_size, 0),
+	CLI_OPT("cache_size=%s", cache_size, 0),
+	CLI_OPT("assets=%s", assets, 0),
+	CLI_OPT("allow_holes", allow_holes, 1),
+	CLI_OPT("keep_all", keep_all, 1),
+	CLI_OPT("--tensors", tensors, 1),
+	CLI_OPT("-q", quiet, 1),
+	CLI_OPT("--quiet", quiet, 1),
+	CLI_OPT("-h", help, 1),
+	CLI_OPT("--help", help, 1),
+	CLI_OPT("-V", version, 1),
+	CLI_OPT("--version", version, 1),
+	FUSE_OPT_END
+};
+
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cli *c = data;
+	(void)outargs;
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (c->npos < 3)
+			c->pos[c->npos++] = strdup(arg);
+		else
+			c->too_many = 1;
+		return 0;
+	}
+	return 1;
+}
+
+static void usage(FILE *fp)
+{
+	fprintf(fp,
+"usage: ckptfs SRC MOUNTPOINT [-f] [-s] [-o OPTION[,OPTION...]]\n"
+"       ckptfs inspect SRC [--tensors] [-o OPTION...]\n"
+"       ckptfs export SRC OUTDIR [-q] [-o OPTION...]\n"
+"\n"
+"Shows a PyTorch Distributed Checkpoint (DCP) directory as a read-only\n"
+"HuggingFace safetensors directory.  Nothing is copied: every byte is\n"
+"assembled from the checkpoint when it is read.\n"
+"\n"
+"ckptfs options:\n"
+"  -o assets=DIR          also show DIR's config.json, tokenizer and other\n"
+"                         non-weight files, byte for byte\n"
+"  -o max_shard_size=N    tensor bytes per safetensors file (default 5GB;\n"
+"                         suffixes KB MB GB TB and KiB MiB GiB TiB)\n"
+"  -o keep_all            show every tensor under its raw DCP name\n"
+"                         (optimizer state included)\n"
+"  -o allow_holes         zero-fill regions no chunk covers (with a warning)\n"
+"                         instead of refusing the checkpoint\n"
+"  -o cache_size=N        memory for compressed and strided items (default 1GiB)\n"
+"  --tensors              inspect: list every tensor\n"
+"  -q, --quiet            export: no progress bar\n"
+"\n"
+"mount options (libfuse): -f foreground, -s single-threaded, -d debug,\n"
+"  -o allow_other, -o clone_fd, -o max_threads=N; unmount with fusermount3 -u.\n");
+}
+
+/* "5GB", "500MB", "2GiB", "1000": bytes, or -EINVAL. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	static const struct { const char *suf; uint64_t mul; } sufs[] = {
+		{ "", 1 }, { "B", 1 },
+		{ "K", 1000ull }, { "KB", 1000ull }, { "M", 1000000ull }, { "MB", 1000000ull },
+		{ "G", 1000000000ull }, { "GB", 1000000000ull },
+		{ "T", 1000000000000ull }, { "TB", 1000000000000ull },
+		{ "KiB", 1ull << 10 }, { "MiB", 1ull << 20 }, { "GiB", 1ull << 30 },
+		{ "TiB", 1ull << 40 },
+	};
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(sufs) / sizeof(sufs[0]); i++) {
+		if (strcasecmp(end, sufs[i].suf) == 0 &&
+		    (strcmp(end, sufs[i].suf) == 0 || strlen(end) <= 2)) {
+			double b = v * (double)sufs[i].mul;
+			if (b > 1.8e19)
+				return -EINVAL;
+			*out = (uint64_t)b;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int build_opts(const struct cli *c, struct ckpt_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->allow_holes = c->allow_holes;
+	o->keep_all = c->keep_all;
+	o->assets = c->assets;
+	o->max_shard_size = CKPT_DEFAULT_MAX_SHARD;
+	if (c->max_shard_size && (parse_size(c->max_shard_size, &o->max_shard_size) ||
+				  o->max_shard_size == 0)) {
+		fprintf(stderr, "ckptfs: -o max_shard_size=%s: expected a positive size such as 5GB\n",
+			c->max_shard_size);
+		return -EINVAL;
+	}
+	if (c->cache_size && parse_size(c->cache_size, &o->cache_bytes)) {
+		fprintf(stderr, "ckptfs: -o cache_size=%s: expected a size such as 1GiB\n", c->cache_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void free_cli(struct cli *c)
+{
+	free(c->max_shard_size);
+	free(c->cache_size);
+	free(c->assets);
+	for (int i = 0; i < c->npos; i++)
+		free(c->pos[i]);
+}
+
+static int open_engine(struct ckpt_engine *g, const char *src, const struct cli *c)
+{
+	struct ckpt_opts o;
+	struct ckpt_err e = { 0 };
+
+	if (build_opts(c, &o))
+		return 2;
+	if (ckpt_engine_open(g, src, &o, &e)) {
+		fprintf(stderr, "ckptfs: %s\n", e.msg);
+		return 1;
+	}
+	return 0;
+}
+
+static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
+{
+	struct ckpt_engine g;
+	int want = strcmp(cmd, "export") == 0 ? 2 : 1, rc;
+
+	if (args->argc > 1) {
+		fprintf(stderr, "ckptfs %s: unknown option '%s'\n", cmd, args->argv[1]);
+		return 2;
+	}
+	if (c->npos != want || c->too_many) {
+		fprintf(stderr, "ckptfs %s: expected %s\n", cmd,
+			want == 2 ? "SRC OUTDIR" : "SRC");
+		return 2;
+	}
+	if ((rc = open_engine(&g, c->pos[0], c)))
+		return rc;
+	if (want == 1) {
+		ckpt_inspect(&g, stdout, c->tensors);
+	} else {
+		struct ckpt_err e = { 0 };
+		if (ckpt_export(&g, c->pos[1], !c->quiet, &e)) {
+			fprintf(stderr, "ckptfs export: %s\n", e.msg);
+			rc = 1;
+		}
+	}
+	ckpt_engine_close(&g);
+	return rc;
+}
+
+static int run_mount(struct fuse_args *args, struct cli *c)
+{
+	struct fuse_cmdline_opts fo;
+	struct ckpt_engine g;
+	int rc;
+
+	if (c->npos != 2 || c->too_many) {
+		fprintf(stderr, "ckptfs: expected SRC and MOUNTPOINT (see ckptfs --help)\n");
+		return 2;
+	}
+	if (fuse_opt_add_arg(args, c->pos[1]) || fuse_parse_cmdline(args, &fo) != 0)
+		return 2;
+	if (fo.show_help || fo.show_version || !fo.mountpoint) {
+		free(fo.mountpoint);
+		return 2;
+	}
+	if ((rc = open_engine(&g, c->pos[0], c))) {
+		free(fo.mountpoint);
+		return rc;
+	}
+	rc = ckpt_fs_serve(&g, args, fo.mountpoint, fo.foreground, fo.singlethread, fo.clone_fd,
+			   fo.max_threads);
+	if (rc)
+		fprintf(stderr, "ckptfs: mounting %s on %s failed\n", c->pos[0], fo.mountpoint);
+	ckpt_engine_close(&g);
+	free(fo.mountpoint);
+	return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = { 0 };
+	const char *cmd = NULL;
+	int rc;
+
+	if (argc > 1 && (strcmp(argv[1], "inspect") == 0 || strcmp(argv[1], "export") == 0)) {
+		cmd = argv[1];
+		argv[1] = argv[0];
+		argv++;
+		argc--;
+	}
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	if (fuse_opt_parse(&args, &c, cli_spec, cli_proc) != 0) {
+		free_cli(&c);
+		return 2;
+	}
+	if (c.help) {
+		usage(stdout);
+		rc = 0;
+	} else if (c.version) {
+		printf("ckptfs %s (libfuse %d)\n", PACKAGE_VERSION, fuse_version());
+		rc = 0;
+	} else {
+		raise_fd_limit();
+		rc = cmd ? run_tool(cmd, &args, &c) : run_mount(&args, &c);
+	}
+	fuse_opt_free_args(&args);
+	free_cli(&c);
+	return rc;
+}

@@ -1,0 +1,17 @@
+/* opts.h - the options every front end shares (parsed in main.c). */
+#ifndef CKPT_OPTS_H
+#define CKPT_OPTS_H
+
+#include <stdint.h>
+
+#define CKPT_DEFAULT_MAX_SHARD (5000ull * 1000 * 1000)  /* 5 GB, as transformers */
+
+struct ckpt_opts {
+	int allow_holes;          /* zero-fill uncovered regions instead of failing */
+	int keep_all;             /* show every tensor under its raw DCP name */
+	uint64_t max_shard_size;  /* bytes of tensor data per output file */
+	const char *assets;       /* directory whose non-weight files are shown too */
+	uint64_t cache_bytes;     /* budget for decompressed / strided items in memory */
+};
+
+#endif
