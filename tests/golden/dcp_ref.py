@@ -15,7 +15,9 @@ Public API:
 import collections
 import glob
 import io
+import itertools
 import json
+import math
 import os
 import pickle
 import struct
@@ -36,6 +38,9 @@ _ST_DTYPE = {
     "float8_e8m0fnu": "F8_E8M0", "uint16": "U16", "uint32": "U32",
     "uint64": "U64", "complex64": "C64",
 }
+# dtypes the metadata may name but this reference cannot assemble
+OTHER_DTYPES = {"complex32", "float8_e4m3fnuz", "float8_e5m2fnuz", "float4_e2m1fn_x2",
+                "qint8", "quint8", "qint32", "quint4x2", "quint2x4", "bits8", "bits16"}
 ST_ELEM_SIZE = {_ST_DTYPE[k]: ELEM_SIZE[k] for k in _ST_DTYPE}
 
 # torch.<Xxx>Storage -> dtype (torch.storage._dtype_to_storage_type_map)
@@ -81,9 +86,6 @@ class Stub:
         else:                                   # TensorProperties 5-tuple
             self._state = state
 
-    def __repr__(self):
-        return f"<{self._module}.{self._qualname} {self.__dict__}>"
-
 
 _stub_classes = {}
 
@@ -96,36 +98,11 @@ def stub_class(module, qualname):
     return _stub_classes[key]
 
 
-@dataclass(frozen=True)
-class DType:
-    name: str
-
-
-@dataclass(frozen=True)
-class EnumValue:
-    cls: type
-    name: str
-
-
-@dataclass(frozen=True)
-class StorageType:
-    dtype: object  # dtype name, or None for UntypedStorage (count in bytes)
-
-
-@dataclass
-class Storage:
-    stype: StorageType
-    key: str
-    numel: int
-
-
-@dataclass
-class TensorView:
-    storage: Storage
-    storage_offset: int
-    size: tuple
-    stride: tuple
-    dtype: str
+DType = collections.namedtuple("DType", "name")                  # torch.<dtype>
+EnumValue = collections.namedtuple("EnumValue", "cls name")       # enum pickled by name
+StorageType = collections.namedtuple("StorageType", "dtype")     # None: UntypedStorage (bytes)
+Storage = collections.namedtuple("Storage", "stype key numel")
+TensorView = collections.namedtuple("TensorView", "storage storage_offset size stride dtype")
 
 
 def _getattr_enum(cls, name):
@@ -170,7 +147,7 @@ class InertUnpickler(pickle.Unpickler):
             module = "torch.distributed.checkpoint." + module.split(".", 4)[4]
         if (module, name) in _FUNCS:
             return _FUNCS[(module, name)]
-        if module == "torch" and name in ELEM_SIZE:
+        if module == "torch" and (name in ELEM_SIZE or name in OTHER_DTYPES):
             return DType(name)
         if module == "torch" and name in _STORAGE_DTYPE:
             return StorageType(_STORAGE_DTYPE[name])
@@ -210,15 +187,6 @@ def _zip_records(blob):
     return zf.infolist()[0].filename.split("/", 1)[0], out
 
 
-def _swap(data, unit):
-    if unit <= 1:
-        return data
-    out = bytearray(len(data))
-    for i in range(0, len(data), unit):
-        out[i:i + unit] = data[i:i + unit][::-1]
-    return bytes(out)
-
-
 def decode_tensor_item(blob):
     """torch.save zip of one tensor -> (dtype, shape, C-contiguous LE bytes)."""
     prefix, recs = _zip_records(blob)
@@ -234,9 +202,7 @@ def decode_tensor_item(blob):
     size, stride = view.size, view.stride
     if len(size) != len(stride):
         raise RefError("size/stride rank mismatch")
-    numel = 1
-    for s in size:
-        numel *= s
+    numel = math.prod(size)
     out = bytearray()
     if numel:
         last = view.storage_offset + sum((n - 1) * st for n, st in zip(size, stride))
@@ -252,26 +218,15 @@ def decode_tensor_item(blob):
                 for j in range(size[-1]):
                     p = (base + j * stride[-1]) * es
                     out += raw[p:p + es]
-    if big:
-        out = _swap(out, es // 2 if view.dtype.startswith("complex") else es)
+    if big:                       # complex: each half is a separate float
+        unit = es // 2 if view.dtype.startswith("complex") else es
+        out = b"".join(out[i:i + unit][::-1] for i in range(0, len(out), unit))
     return view.dtype, tuple(size), bytes(out)
 
 
 def _ndindex(shape):
-    idx = [0] * len(shape)
-    if any(n == 0 for n in shape):
-        return
-    while True:
-        yield tuple(idx)
-        d = len(shape) - 1
-        while d >= 0:
-            idx[d] += 1
-            if idx[d] < shape[d]:
-                break
-            idx[d] = 0
-            d -= 1
-        if d < 0:
-            return
+    """All index tuples of `shape` in C order (one empty tuple for shape ())."""
+    return itertools.product(*(range(n) for n in shape))
 
 
 def _decompress_zstd(data):
@@ -378,9 +333,7 @@ def _assemble(dirpath, storage, fqn, dtype, size, chunks):
     es = ELEM_SIZE.get(dtype)
     if es is None:
         raise RefError(f"{fqn}: unsupported dtype {dtype}")
-    numel = 1
-    for s in size:
-        numel *= s
+    numel = math.prod(size)
     out = bytearray(numel * es)
     cover = bytearray(numel)
     gstride = [1] * len(size)
@@ -399,9 +352,7 @@ def _assemble(dirpath, storage, fqn, dtype, size, chunks):
         cdt, cshape, data = decode_tensor_item(_item_bytes(dirpath, info))
         if cdt != dtype:
             raise RefError(f"{fqn}: item dtype {cdt} != metadata dtype {dtype}")
-        cnumel = 1
-        for s in sizes:
-            cnumel *= s
+        cnumel = math.prod(sizes)
         if len(data) != cnumel * es:
             raise RefError(f"{fqn}: item shape {cshape} does not fit chunk {sizes}")
         row = sizes[-1] if sizes else 1
