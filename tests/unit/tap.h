@@ -27,14 +27,14 @@ static int tap_ok(int cond, const char *file, int line, const char *fmt, ...)
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
-static int tap_done(void)
+__attribute__((unused)) static int tap_done(void)
 {
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;
 }
 
 /* The shared fixtures directory, or NULL when it is absent. */
-static const char *tap_fixtures(void)
+__attribute__((unused)) static const char *tap_fixtures(void)
 {
 	const char *f = getenv("CKPTFS_FIXTURES");
 	static char buf[4096];
