@@ -11,7 +11,8 @@ Importable:
 
 Everything runs on CPU with the real installed torch; models are tiny
 ``transformers`` models built from a config with random init (seed 0, no
-downloads).  Multi-rank cases run under ``torch.multiprocessing`` (spawn) with
+downloads).  Multi-rank cases run under ``torch.multiprocessing`` (forkserver
+with torch/transformers preloaded; CKPTFS_MP_START=spawn to change) with
 the gloo backend on 127.0.0.1 and are bounded by timeouts so they cannot hang.
 
 When HFDIR is given it receives the reference the checkpoint must reproduce:
@@ -20,8 +21,13 @@ When HFDIR is given it receives the reference the checkpoint must reproduce:
     HFDIR/reference.pt    torch.save({hf_name: tensor}) - the model's own
                           state_dict() (for optimizer cases: the weights
                           *after* the optimizer step, i.e. what was saved)
-    HFDIR/logits.pt       logits of that model on
-                          torch.arange(16).reshape(2, 8) % vocab_size
+    HFDIR/logits.pt       logits on torch.arange(16).reshape(2, 8) % vocab_size
+                          of a model built like from_pretrained() builds it
+                          (_from_config(config, dtype=...)) with
+                          reference.pt loaded: from_pretrained() on a
+                          correct export reproduces it bit for bit (the
+                          bf16 cases differ from model.to(bf16) itself,
+                          which also casts the fp32 rotary buffers)
     HFDIR/case.json       description: dcp_prefix (prefix the model keys carry
                           inside the checkpoint: "" or "model."), world size,
                           dtype, layout, torch/transformers versions, notes
@@ -41,7 +47,7 @@ Cases the installed torch cannot produce raise :class:`Unsupported`.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
 import dataclasses
 import datetime
 import inspect
@@ -308,14 +314,30 @@ def _write_reference(case: Case, hf_out: str | None, model, ref_sd: dict, extra:
     import transformers
 
     os.makedirs(hf_out, exist_ok=True)
-    model.config.save_pretrained(hf_out)
-    torch.save({k: v.detach().clone().contiguous() for k, v in ref_sd.items()},
-               os.path.join(hf_out, "reference.pt"))
-    torch.save(model_logits(model), os.path.join(hf_out, "logits.pt"))
+    ref_sd = {k: v.detach().clone().contiguous() for k, v in ref_sd.items()}
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "dtype") or not hasattr(config, "torch_dtype"):
+        config.dtype = case.dtype  # transformers v5 name; written as "dtype"
+    else:  # pragma: no cover - transformers v4
+        config.torch_dtype = case.dtype
+    config.save_pretrained(hf_out)
+    torch.save(ref_sd, os.path.join(hf_out, "reference.pt"))
+    # Logits from a model instantiated the way from_pretrained() does it
+    # (dtype given at construction -> rotary inv_freq buffers stay fp32,
+    # whereas model.to(bf16) also casts them), so a checkpoint loaded with
+    # AutoModelForCausalLM.from_pretrained reproduces logits.pt bit for bit.
+    cls = MODELS[case.model]()[0]  # not type(model): fully_shard swaps the class
+    try:
+        loader_model = cls._from_config(config, dtype=case.dtype)
+    except TypeError:  # pragma: no cover - older transformers: torch_dtype=
+        loader_model = cls._from_config(config, torch_dtype=case.dtype)
+    loader_model.load_state_dict(ref_sd, strict=True)
+    loader_model.eval()
+    torch.save(model_logits(loader_model), os.path.join(hf_out, "logits.pt"))
     desc = {
         "case": case.name,
         "model": case.model,
-        "model_class": type(model).__name__,
+        "model_class": cls.__name__,
         "world_size": case.world,
         "dtype": str(case.dtype).replace("torch.", ""),
         "layout": case.layout,
@@ -478,9 +500,7 @@ def _worker(rank: int, case_name: str, outdir: str, hf_out: str | None, world: i
             else:
                 to_save = {"model": msd, "optim": osd}
             if rank == 0 and hf_out:
-                ref_model, _ = build_model(case.model, case.dtype)
-                ref_model.load_state_dict(ref_sd)
-                _write_reference(case, hf_out, ref_model, ref_sd, extra)
+                _write_reference(case, hf_out, model, ref_sd, extra)
         else:
             from torch.distributed.device_mesh import init_device_mesh
 
@@ -513,6 +533,34 @@ def _worker(rank: int, case_name: str, outdir: str, hf_out: str | None, world: i
         dist.destroy_process_group()
 
 
+# Modules the forkserver imports once, so that each rank of each case is a
+# cheap fork instead of a fresh interpreter paying ~5 s of imports.
+_PRELOAD = [
+    "torch",
+    "torch.distributed.checkpoint",
+    "torch.distributed.checkpoint.state_dict",
+    "torch.distributed.tensor",
+    "torch.distributed.fsdp",
+    "transformers",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.qwen3.modeling_qwen3",
+]
+_preload_set = False
+
+
+def _start_method() -> str:
+    """forkserver (default) or spawn (CKPTFS_MP_START=spawn).  Never plain
+    fork: the parent may already have intra-op threads running."""
+    global _preload_set
+    import multiprocessing
+
+    method = os.environ.get("CKPTFS_MP_START", "forkserver")
+    if method == "forkserver" and not _preload_set:
+        multiprocessing.set_forkserver_preload(_PRELOAD)
+        _preload_set = True
+    return method
+
+
 def _make_multi(case: Case, outdir: str, hf_out: str | None) -> dict:
     import torch.multiprocessing as mp
 
@@ -524,7 +572,7 @@ def _make_multi(case: Case, outdir: str, hf_out: str | None) -> dict:
             args=(case.name, outdir, hf_out, case.world, port, result_dir),
             nprocs=case.world,
             join=False,
-            start_method="spawn",
+            start_method=_start_method(),
         )
         deadline = time.monotonic() + CASE_TIMEOUT_S
         try:
@@ -579,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.case or not a.outdir:
         ap.error("CASE and OUTDIR are required")
+    if a.case not in CASES:
+        ap.error(f"unknown case {a.case!r} (see --list)")
     try:
         make(a.case, a.outdir, a.hf_out)
     except Unsupported as e:

@@ -26,9 +26,8 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import make_ckpt  # noqa: E402  (first: sets ONEDNN_MAX_CPU_ISA before torch loads)
 import torch  # noqa: E402
-
-import make_ckpt  # noqa: E402
 import torch_ref  # noqa: E402
 
 NON_MODEL_TOP = ("optimizer", "optim", "lr_scheduler", "dataloader", "train_state")
@@ -41,6 +40,27 @@ def _model_keys(case: make_ckpt.Case, loaded: dict) -> set[str]:
             continue
         keys.add(k)
     return keys
+
+
+def _check_logits(ref_dir: str, ref: dict) -> list[str]:
+    """reference.pt + config.json, saved as a plain HF directory and loaded
+    with from_pretrained, must reproduce logits.pt bit for bit."""
+    import transformers
+    from safetensors.torch import save_file
+
+    transformers.logging.set_verbosity_error()
+    want = torch.load(os.path.join(ref_dir, "logits.pt"), weights_only=True)
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy(os.path.join(ref_dir, "config.json"), d)
+        save_file(ref, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        m = transformers.AutoModelForCausalLM.from_pretrained(d)
+        m.eval()
+        with torch.no_grad():
+            got = m(input_ids=make_ckpt.fixed_input(m.config.vocab_size)).logits
+    if got.dtype != want.dtype or not torch.equal(got, want):
+        return [f"from_pretrained logits differ from logits.pt "
+                f"(max {(got.float() - want.float()).abs().max().item():.3g})"]
+    return []
 
 
 def check_case(name: str, workdir: str) -> tuple[str, str]:
@@ -74,6 +94,9 @@ def check_case(name: str, workdir: str) -> tuple[str, str]:
             if not isinstance(other.get(k), torch.Tensor) or not torch.equal(other[k], v):
                 problems.append(f"dcp_to_torch_save disagrees on {k}")
                 break
+
+    if not problems:
+        problems += _check_logits(ref_dir, ref)
 
     if problems:
         raise AssertionError("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
