@@ -262,6 +262,8 @@ static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e
 		close(fd);
 		return ckpt_err_set(e, -EINVAL, "%s: not a regular file of at most 4 GiB", path);
 	}
+	if ((int64_t)sb.st_mtime > b->c->mtime)
+		b->c->mtime = (int64_t)sb.st_mtime;
 	if (!(buf = malloc((size_t)sb.st_size + 1))) {
 		close(fd);
 		return oom(e);

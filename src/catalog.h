@@ -46,6 +46,7 @@ struct ckpt_catalog {
 	char *dir;                /* the checkpoint directory as given */
 	char *realdir;            /* its canonical path */
 	char *md_desc;            /* which metadata files were read */
+	int64_t mtime;            /* newest metadata file mtime (seconds) */
 	struct ckpt_source_file *files;
 	size_t nfiles;
 	struct ckpt_tensor *tensors;  /* sorted by name */

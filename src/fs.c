@@ -4,7 +4,8 @@
  * index + 2).  Content never changes while mounted, so entries and
  * attributes are cached by the kernel for a day and pages are kept across
  * opens (keep_cache).  Every operation only reads immutable engine state;
- * reads go through ckpt_engine_read, which is thread-safe. */
+ * reads go through ckpt_engine_read, which is thread-safe.  Times are the
+ * checkpoint metadata's mtime, so cp -p and rsync see a stable source. */
 #define FUSE_USE_VERSION 312
 #include "config.h"
 #include "fs.h"
@@ -202,7 +203,7 @@ static const struct fuse_lowlevel_ops ops = {
 int ckpt_fs_serve(struct ckpt_engine *g, struct fuse_args *args, const char *mountpoint,
 		  int foreground, int single_thread, int clone_fd, unsigned max_threads)
 {
-	struct fs fs = { .g = g, .mtime = time(NULL), .uid = getuid(), .gid = getgid() };
+	struct fs fs = { .g = g, .mtime = (time_t)g->cat.mtime, .uid = getuid(), .gid = getgid() };
 	struct fuse_session *se;
 	int rc = -EIO;
 

@@ -2,4 +2,4 @@
 # Damaged checkpoints give clear errors, never crashes, hangs or wrong data.
 . "$(dirname "$0")/env.sh"
 skip_without_fixtures
-exec "$CKPTFS_PYTHON" "$CKPTFS_SRCDIR/tests/bad/test_bad_input.py"
+run_tap "$CKPTFS_PYTHON" "$CKPTFS_SRCDIR/tests/bad/test_bad_input.py"

@@ -3,4 +3,4 @@
 # tensors; with the test venv's python, also loaded by the real safetensors.
 . "$(dirname "$0")/env.sh"
 skip_without_fixtures
-exec "$CKPTFS_PYTHON" "$CKPTFS_SRCDIR/tests/golden/run_golden.py" "$CKPTFS_BIN" "$CKPTFS_FIXTURES"/dcp/*
+run_tap "$CKPTFS_PYTHON" "$CKPTFS_SRCDIR/tests/golden/run_golden.py" "$CKPTFS_BIN" "$CKPTFS_FIXTURES"/dcp/*

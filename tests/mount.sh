@@ -1,4 +1,4 @@
 #!/bin/sh
 # Mount tests (skip without /dev/fuse).
 . "$(dirname "$0")/env.sh"
-exec "$CKPTFS_PYTHON" "$CKPTFS_SRCDIR/tests/mount/test_mount.py"
+run_tap "$CKPTFS_PYTHON" "$CKPTFS_SRCDIR/tests/mount/test_mount.py"
