@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +28,28 @@
 
 struct fs {
 	struct ckpt_engine *g;
+	const char *mountpoint;
 	time_t mtime;
 	uid_t uid;
 	gid_t gid;
 };
 
+static void raise_readahead(const char *mountpoint);
+
+/* The kernel clamps the mount's readahead to what the INIT reply allowed, so
+ * it is raised once the first request after INIT arrives.  One mount per
+ * process, hence the file-scope pointer for pthread_once. */
+static pthread_once_t ra_once = PTHREAD_ONCE_INIT;
+static const char *ra_mountpoint;
+
+static void ra_raise(void)
+{
+	raise_readahead(ra_mountpoint);
+}
+
 static struct fs *fs_of(fuse_req_t req)
 {
+	pthread_once(&ra_once, ra_raise);
 	return fuse_req_userdata(req);
 }
 
@@ -200,10 +217,51 @@ static const struct fuse_lowlevel_ops ops = {
 	.statfs = op_statfs,
 };
 
+/* Raises the kernel readahead of the new mount to 1 MiB (the kernel default
+ * of 128 KiB caps every FUSE read at that size; fuse-performance.md A.2).
+ * The mount's device number comes from /proc/self/mountinfo, since a stat()
+ * of the mount point would wait for this very daemon.  Needs write access to
+ * sysfs (root); silently does nothing otherwise. */
+static void raise_readahead(const char *mountpoint)
+{
+	char esc[PATH_MAX * 4], line[PATH_MAX * 4 + 256], path[128];
+	unsigned maj = 0, min = 0;
+	size_t n = 0;
+	int found = 0;
+	FILE *f;
+
+	for (const char *p = mountpoint; *p && n + 5 < sizeof(esc); p++) {
+		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
+			n += (size_t)snprintf(esc + n, sizeof(esc) - n, "\\%03o", (unsigned char)*p);
+		else
+			esc[n++] = *p;
+	}
+	esc[n] = '\0';
+	if (!(f = fopen("/proc/self/mountinfo", "r")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[sizeof(line)];
+		unsigned a, b;
+		if (sscanf(line, "%*u %*u %u:%u %*s %s", &a, &b, mp) == 3 && strcmp(mp, esc) == 0) {
+			maj = a;
+			min = b;
+			found = 1;  /* the last match is the newest mount */
+		}
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	if ((f = fopen(path, "w"))) {
+		fputs("1024\n", f);
+		fclose(f);
+	}
+}
+
 int ckpt_fs_serve(struct ckpt_engine *g, struct fuse_args *args, const char *mountpoint,
 		  int foreground, int single_thread, int clone_fd, unsigned max_threads)
 {
-	struct fs fs = { .g = g, .mtime = (time_t)g->cat.mtime, .uid = getuid(), .gid = getgid() };
+	struct fs fs = { .g = g, .mountpoint = mountpoint, .mtime = (time_t)g->cat.mtime, .uid = getuid(), .gid = getgid() };
 	struct fuse_session *se;
 	int rc = -EIO;
 
@@ -216,6 +274,7 @@ int ckpt_fs_serve(struct ckpt_engine *g, struct fuse_args *args, const char *mou
 		goto out_destroy;
 	if (fuse_session_mount(se, mountpoint) != 0)
 		goto out_signals;
+	ra_mountpoint = mountpoint;
 	fuse_daemonize(foreground);
 	if (single_thread) {
 		rc = fuse_session_loop(se);
