@@ -79,9 +79,6 @@ log "creating $venv"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 log "installing $(grep -cvE '^\s*(#|$)' "$req") requirements from $req (torch is large; this can take several minutes)"
-if ! "$venv/bin/python" -m pip install -q --upgrade pip >&2; then
-    log "pip self-upgrade failed (continuing with bundled pip)"
-fi
 if ! "$venv/bin/python" -m pip install -r "$req" >&2; then
     die "pip install -r $req into $venv failed (venv left without completion marker; re-run to retry)"
 fi

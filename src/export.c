@@ -45,13 +45,36 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
 static int prepare_dir(const struct ckpt_engine *g, const char *out, struct ckpt_err *e)
 {
 	char *ro;
 	struct stat sb;
+	int rc;
 
-	if (mkdir(out, 0755) < 0 && errno != EEXIST)
-		return ckpt_err_set(e, -errno, "%s: cannot create: %s", out, strerror(errno));
+	if ((rc = make_dirs(out)))
+		return ckpt_err_set(e, rc, "%s: cannot create: %s", out, strerror(-rc));
 	if (stat(out, &sb) < 0 || !S_ISDIR(sb.st_mode))
 		return ckpt_err_set(e, -ENOTDIR, "%s: not a directory", out);
 	if (!(ro = realpath(out, NULL)))

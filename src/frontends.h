@@ -6,8 +6,8 @@
 
 #include "engine.h"
 
-/* Writes every file of the engine's layout into directory out (created if
- * missing; must be empty and outside the source).  With progress set, shows a
+/* Writes every file of the engine's layout into directory out (created with
+ * its parents if missing; must be empty and outside the source).  With progress set, shows a
  * progress bar when stderr is a terminal.  Returns 0 or -errno with a message in e. */
 int ckpt_export(struct ckpt_engine *g, const char *out, int progress, struct ckpt_err *e);
 

@@ -13,7 +13,11 @@ Fixtures:
     mount          mount(src, mnt, *opts) context manager: runs
                    `ckptfs SRC MNT -f -o opt1,opt2,...`, waits for
                    model.safetensors or model.safetensors.index.json to appear
-                   (20 s), yields the mountpoint (Path), then fusermount3 -u
+                   (20 s), yields the mountpoint (Path), then fusermount3 -u.
+                   NB: safetensors.torch.load_file() mmaps the file, so tensors
+                   kept past the `with` keep the mount busy; the fixture then
+                   detaches lazily after 2 s (and reaps ckptfs at session end).
+                   Prefer cloning tensors or `del`-ing them inside the block.
     ckpt_case      ckpt_case(name) -> (ckpt_dir, ref_dir): writes make_ckpt case
                    `name` once per session (cached), skips if Unsupported
 """
@@ -47,6 +51,7 @@ if "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.envir
 
 MOUNT_TIMEOUT_S = 20.0
 UNMOUNT_TIMEOUT_S = 15.0
+BUSY_RETRY_S = 2.0
 READY_NAMES = ("model.safetensors", "model.safetensors.index.json")
 
 
@@ -146,17 +151,60 @@ def _mount(binary: Path, src, mnt, *opts, extra_args=(), timeout=MOUNT_TIMEOUT_S
             time.sleep(0.05)
         yield mnt
     finally:
-        if proc.poll() is None or _is_mounted(mnt):
-            subprocess.run([_fusermount() or "fusermount3", "-u", str(mnt)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _unmount(proc, mnt)
+        log.close()
+
+
+_lingering: list[subprocess.Popen] = []
+
+
+def _unmount(proc: subprocess.Popen, mnt: Path) -> None:
+    """fusermount3 -u, retrying briefly while the mount is busy (typically:
+    tensors from safetensors.load_file() still mmap a file on it).  If it
+    stays busy, detach it lazily (fusermount3 -u -z): the mountpoint is free
+    at once and the ckptfs process exits when the last mapping goes away;
+    such processes are reaped (or killed) at the end of the session."""
+    import gc
+
+    fm = _fusermount() or "fusermount3"
+    deadline = time.monotonic() + BUSY_RETRY_S
+    lazy = False
+    while _is_mounted(mnt):
+        r = subprocess.run([fm, "-u", str(mnt)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        if r.returncode == 0 or not _is_mounted(mnt):
+            break
+        if time.monotonic() > deadline:
+            subprocess.run([fm, "-u", "-z", str(mnt)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            lazy = True
+            break
+        gc.collect()  # drop unreferenced mmaps of files on the mount
+        time.sleep(0.1)
+    try:
+        proc.wait(timeout=2 if lazy else UNMOUNT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        if lazy:
+            _lingering.append(proc)
+        else:
+            proc.kill()
+            proc.wait(timeout=5)
+            if _is_mounted(mnt):
+                subprocess.run([fm, "-u", "-z", str(mnt)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import gc
+
+    gc.collect()
+    for proc in _lingering:
         try:
-            proc.wait(timeout=UNMOUNT_TIMEOUT_S)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-            subprocess.run([_fusermount() or "fusermount3", "-u", "-z", str(mnt)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        log.close()
+    _lingering.clear()
 
 
 @pytest.fixture

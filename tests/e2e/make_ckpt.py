@@ -419,29 +419,7 @@ def _distributed_sd(layout: str, sd: dict, mesh) -> dict:
     return out
 
 
-def _train_step_fsdp2(model, world: int):
-    """FSDP2 (fully_shard) on a CPU mesh + one AdamW step.  Returns (optimizer, how)."""
-    from torch.distributed.device_mesh import init_device_mesh
-
-    mesh = init_device_mesh("cpu", (world,))
-    how = "fully_shard"
-    try:
-        from torch.distributed.fsdp import fully_shard
-
-        for layer in model.model.layers:
-            fully_shard(layer, mesh=mesh)
-        fully_shard(model, mesh=mesh)
-    except Exception as e:  # pragma: no cover - only on torch without CPU FSDP2
-        # Fallback: FSDP2 not usable on CPU here -> plain DTensor Shard(0)
-        # parameters (same on-disk layout as FSDP2's Shard(0) sharding).
-        from torch.distributed.tensor import Shard, distribute_tensor
-
-        how = f"dtensor-fallback ({type(e).__name__}: {e})"
-        for mod in model.modules():
-            for name, p in list(mod.named_parameters(recurse=False)):
-                mod.register_parameter(
-                    name, torch.nn.Parameter(distribute_tensor(p.detach(), mesh, [Shard(0)]))
-                )
+def _one_step(model):
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     ids = fixed_input(model.config.vocab_size)
@@ -450,7 +428,51 @@ def _train_step_fsdp2(model, world: int):
     opt.step()
     opt.zero_grad()
     model.eval()
-    return opt, how
+    return opt
+
+
+def _trained_state_dicts(case: Case, world: int, flat_optim: bool):
+    """One AdamW step under FSDP2 (fully_shard on a CPU/gloo mesh), then
+    get_state_dict(model, optimizer).  Returns (model, msd, osd, how).
+
+    Fallback when fully_shard does not work on CPU with the installed torch
+    (or CKPTFS_MAKE_CKPT_NO_FSDP2=1): take the step on the plain model (every
+    rank computes the same thing) and distribute the state dicts as DTensor
+    Shard(0) - the same on-disk layout FSDP2 produces."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (world,))
+    opts = StateDictOptions(flatten_optimizer_state_dict=flat_optim)
+    if os.environ.get("CKPTFS_MAKE_CKPT_NO_FSDP2") != "1":
+        try:
+            from torch.distributed.fsdp import fully_shard
+
+            model, _ = build_model(case.model, case.dtype)
+            for layer in model.model.layers:
+                fully_shard(layer, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+            opt = _one_step(model)
+            msd, osd = get_state_dict(model, opt, options=opts)
+            return model, msd, osd, "fully_shard"
+        except Exception as e:  # pragma: no cover - torch without CPU FSDP2
+            how = f"dtensor-fallback ({type(e).__name__}: {e})"
+    else:
+        how = "dtensor-fallback (CKPTFS_MAKE_CKPT_NO_FSDP2=1)"
+
+    model, _ = build_model(case.model, case.dtype)
+    opt = _one_step(model)
+    msd, osd = get_state_dict(model, opt, options=opts)
+
+    def shard(v):
+        if isinstance(v, torch.Tensor) and not isinstance(v, DTensor) and v.dim() >= 1:
+            return distribute_tensor(v.detach(), mesh, [Shard(0)])
+        if isinstance(v, dict):
+            return {k: shard(x) for k, x in v.items()}
+        return v
+
+    return model, shard(msd), shard(osd), how
 
 
 def _full(v):
@@ -478,16 +500,12 @@ def _worker(rank: int, case_name: str, outdir: str, hf_out: str | None, world: i
     )
     try:
         extra: dict = {}
-        model, _ = build_model(case.model, case.dtype)
         if case.layout in ("fsdp2-optim", "titan"):
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-            opt, how = _train_step_fsdp2(model, world)
+            # TorchTitan flattens optimizer state (optimizer.state.<fqn>.exp_avg,
+            # optimizer.param_groups.<fqn>.lr); the plain case keeps torch's
+            # nested form (optim.state.<fqn>.exp_avg, optim.param_groups.0.lr).
+            model, msd, osd, how = _trained_state_dicts(case, world, case.layout == "titan")
             extra["sharding"] = how
-            flat = case.layout == "titan"
-            msd, osd = get_state_dict(
-                model, opt, options=StateDictOptions(flatten_optimizer_state_dict=flat)
-            )
             ref_sd = {k: _full(v).detach().clone() for k, v in msd.items()}  # collective
             if case.layout == "titan":
                 to_save = {
@@ -504,6 +522,7 @@ def _worker(rank: int, case_name: str, outdir: str, hf_out: str | None, world: i
         else:
             from torch.distributed.device_mesh import init_device_mesh
 
+            model, _ = build_model(case.model, case.dtype)
             if case.layout == "2d":
                 mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("dp", "tp"))
             else:
