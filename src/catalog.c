@@ -15,6 +15,7 @@
 
 #include "blob.h"
 #include "pickle.h"
+#include "stinput.h"
 #include "strmap.h"
 
 #define MAX_METADATA (4ull << 30)
@@ -526,7 +527,8 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Finds the metadata files: .metadata, else every __<rank>.metadata. */
+/* Finds the metadata files: .metadata, else every __<rank>.metadata.
+ * Returns 1 when there are none but *.safetensors files (safetensors input). */
 static int find_metadata(struct ckpt_catalog *c, char ***list, size_t *n, struct ckpt_err *e)
 {
 	char path[PATH_MAX];
@@ -559,8 +561,10 @@ static int find_metadata(struct ckpt_catalog *c, char ***list, size_t *n, struct
 		return ckpt_err_set(e, -ENOENT, "%s: no .metadata, but .metadata.tmp exists: the save "
 				    "was interrupted before it finished; this checkpoint is incomplete",
 				    c->dir);
-	return ckpt_err_set(e, -ENOENT, "%s: no .metadata file: not a PyTorch Distributed Checkpoint "
-			    "directory%s", c->dir, has_st ? " (safetensors inputs are not supported yet)" : "");
+	if (has_st)
+		return 1;
+	return ckpt_err_set(e, -ENOENT, "%s: no .metadata file and no *.safetensors files: not a "
+			    "PyTorch Distributed Checkpoint directory", c->dir);
 }
 
 static void free_sinfo(void *v)
@@ -587,8 +591,19 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 		rc = ckpt_err_set(e, -errno, "%s: %s", dir, strerror(errno));
 		goto out;
 	}
-	if ((rc = find_metadata(c, &mds, &nmd, e)))
+	int st_input = 0;
+	if ((rc = find_metadata(c, &mds, &nmd, e)) < 0)
 		goto out;
+	if (rc == 1) {
+		st_input = 1;
+		if ((rc = ckpt_st_load(c, e)))
+			goto out;
+		snprintf(path, sizeof(path), "%zu *.safetensors headers (no .metadata)", c->nfiles);
+		if (!(c->md_desc = strdup(path))) {
+			rc = oom(e);
+			goto out;
+		}
+	}
 	size_t dl = 0;
 	char desc[PATH_MAX];
 	desc[0] = '\0';
@@ -602,13 +617,13 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 	}
 	if (rc)
 		goto out;
-	if (!(c->md_desc = strdup(desc))) {
+	if (!st_input && !(c->md_desc = strdup(desc))) {
 		rc = oom(e);
 		goto out;
 	}
 	for (size_t i = 0; i < c->ntensors && !rc; i++) {
 		rc = check_coverage(c, &c->tensors[i], o, e);
-		if (!rc)
+		if (!rc && !st_input)
 			rc = bind_storage(&b, &c->tensors[i], e);
 	}
 	if (!rc)

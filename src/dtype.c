@@ -48,6 +48,14 @@ enum ckpt_dtype ckpt_dtype_from_storage(const char *name)
 	return CKPT_DT_INVALID;
 }
 
+enum ckpt_dtype ckpt_dtype_from_st(const char *code)
+{
+	for (int i = 1; i < CKPT_DT_COUNT; i++)
+		if (dtypes[i].st && strcmp(dtypes[i].st, code) == 0)
+			return (enum ckpt_dtype)i;
+	return CKPT_DT_INVALID;
+}
+
 const char *ckpt_dtype_name(enum ckpt_dtype dt)
 {
 	return (unsigned)dt < CKPT_DT_COUNT ? dtypes[dt].torch : "invalid";

@@ -23,6 +23,10 @@ enum ckpt_dtype ckpt_dtype_from_torch(const char *name);
  * CKPT_DT_INVALID (also for quantized and untyped storages).  Pure. */
 enum ckpt_dtype ckpt_dtype_from_storage(const char *name);
 
+/* Maps a safetensors code ("F32", "BF16", ...) to its dtype, or
+ * CKPT_DT_INVALID.  Pure. */
+enum ckpt_dtype ckpt_dtype_from_st(const char *code);
+
 /* The torch name, e.g. "float32"; "invalid" for CKPT_DT_INVALID. */
 const char *ckpt_dtype_name(enum ckpt_dtype dt);
 

@@ -734,14 +734,20 @@ def t_export_inside_self():
 
 @test("export into a not yet existing directory inside the checkpoint: refused, nothing created")
 def t_export_inside_new():
-    ck = fresh()
-    out = os.path.join(ck, "newdir")
-    before = snapshot(ck)
-    expect_refusal(["export", ck, out, "-q"], "inside the checkpoint")
-    after = snapshot(ck)
-    if after != before:
-        raise Fail(f"the refused export changed the checkpoint: created "
-                   f"{sorted(set(after) - set(before))}")
+    errs = []
+    for rel in ("newdir", os.path.join("new", "a", "b")):
+        ck = fresh()
+        before = snapshot(ck)
+        try:
+            expect_refusal(["export", ck, os.path.join(ck, rel), "-q"], "inside the checkpoint")
+        except Fail as e:
+            errs.append(str(e))
+        after = snapshot(ck)
+        if after != before:
+            errs.append(f"OUT=<ckpt>/{rel}: the refused export changed the checkpoint: created "
+                        f"{sorted(set(after) - set(before))}")
+    if errs:
+        raise Fail("\n".join(errs))
 
 
 @test(".metadata of random bytes: clear refusal")

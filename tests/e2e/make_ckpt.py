@@ -42,6 +42,13 @@ them to per-expert legacy names).  Tied models list both
 ``model.embed_tokens.weight`` and ``lm_head.weight`` (same storage).
 
 Cases the installed torch cannot produce raise :class:`Unsupported`.
+
+Multi-rank cases start their ranks with multiprocessing's forkserver, which
+(like spawn) re-imports the caller's ``__main__``: a script that calls
+make() must use the ``if __name__ == "__main__":`` guard (pytest and this
+CLI are fine; ``python - <<EOF`` scripts are not).  Environment knobs:
+CKPTFS_MP_START=spawn, CKPTFS_MAKE_CKPT_TIMEOUT (s, default 180),
+CKPTFS_MAKE_CKPT_NO_FSDP2=1 (use the DTensor fallback instead of fully_shard).
 """
 
 from __future__ import annotations

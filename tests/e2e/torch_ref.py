@@ -121,6 +121,29 @@ def _reader(ckpt_dir: str):
     return R(ckpt_dir)
 
 
+def _check_coverage(fqn: str, item) -> None:
+    """Chunks must lie inside the tensor and (being disjoint in DCP output)
+    cover it exactly; otherwise parts of the result would be made up."""
+    total = 1
+    for d in item.size:
+        total *= d
+    covered = 0
+    seen = set()
+    for c in item.chunks:
+        key = (tuple(c.offsets), tuple(c.sizes))
+        if key in seen:
+            continue
+        seen.add(key)
+        n = 1
+        for o, l, d in zip(c.offsets, c.sizes, item.size):
+            if o < 0 or l < 0 or o + l > d:
+                raise ValueError(f"{fqn}: chunk {key} outside tensor {tuple(item.size)}")
+            n *= l
+        covered += n
+    if covered != total:
+        raise ValueError(f"{fqn}: chunks cover {covered} of {total} elements")
+
+
 def load_dcp(ckpt_dir: str, include_bytes: bool = False) -> dict[str, Any]:
     """Read every entry of the checkpoint into full CPU tensors, keyed by flat FQN."""
     import torch.distributed.checkpoint as dcp
@@ -133,7 +156,8 @@ def load_dcp(ckpt_dir: str, include_bytes: bool = False) -> dict[str, Any]:
     sd: dict[str, Any] = {}
     for fqn, item in md.state_dict_metadata.items():
         if isinstance(item, TensorStorageMetadata):
-            sd[fqn] = torch.empty(item.size, dtype=item.properties.dtype)
+            _check_coverage(fqn, item)
+            sd[fqn] = torch.zeros(item.size, dtype=item.properties.dtype)
         elif isinstance(item, BytesStorageMetadata):
             if include_bytes:
                 sd[fqn] = None  # replaced by the unpickled object
@@ -146,7 +170,7 @@ def load_dcp(ckpt_dir: str, include_bytes: bool = False) -> dict[str, Any]:
         dcp.load(
             sd,
             storage_reader=_reader(ckpt_dir),
-            planner=DefaultLoadPlanner(flatten_state_dict=False, allow_partial_load=True),
+            planner=DefaultLoadPlanner(flatten_state_dict=False, flatten_sharded_tensors=False),
             no_dist=True,
         )
     return sd

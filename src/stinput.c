@@ -1,0 +1,300 @@
+/* stinput.c - see stinput.h; formats in dcp-format.md sections 7.1-7.4. */
+#include "config.h"
+#include "stinput.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blob.h"
+#include "strmap.h"
+
+#define MAX_HEADER (100u * 1000 * 1000)  /* the safetensors limit */
+
+static int has_suffix(const char *n, const char *suf)
+{
+	size_t l = strlen(n), sl = strlen(suf);
+	return l > sl && strcmp(n + l - sl, suf) == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ckpt_st_present(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int found = 0;
+
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d)))
+		found = de->d_name[0] != '.' && has_suffix(de->d_name, ".safetensors");
+	closedir(d);
+	return found;
+}
+
+struct st_state {
+	struct ckpt_catalog *c;
+	struct strmap names;  /* tensor name -> index + 1 */
+	size_t tcap;
+};
+
+static int shape_of(json_t *arr, int64_t *dims, int *ndim)
+{
+	size_t i;
+	json_t *v;
+
+	if (!json_is_array(arr) || json_array_size(arr) > CKPT_MAXDIM)
+		return -EINVAL;
+	json_array_foreach(arr, i, v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0)
+			return -EINVAL;
+		dims[i] = json_integer_value(v);
+	}
+	*ndim = (int)json_array_size(arr);
+	return 0;
+}
+
+static struct ckpt_tensor *tensor_for(struct st_state *s, const char *name, enum ckpt_dtype dt,
+				      int ndim, const char *label, struct ckpt_err *e)
+{
+	struct ckpt_catalog *c = s->c;
+	uintptr_t i = (uintptr_t)strmap_get(&s->names, name);
+
+	if (i) {
+		struct ckpt_tensor *t = &c->tensors[i - 1];
+		if (t->dtype != dt || t->ndim != ndim) {
+			ckpt_err_set(e, -EINVAL, "%s: tensor '%s': dtype or rank differs from another "
+				     "file", label, name);
+			return NULL;
+		}
+		return t;
+	}
+	if (c->ntensors == s->tcap) {
+		size_t ncap = s->tcap ? s->tcap * 2 : 64;
+		struct ckpt_tensor *nt = realloc(c->tensors, ncap * sizeof(*nt));
+		if (!nt)
+			goto oom;
+		c->tensors = nt;
+		s->tcap = ncap;
+	}
+	struct ckpt_tensor *t = &c->tensors[c->ntensors];
+	memset(t, 0, sizeof(*t));
+	if (!(t->name = strdup(name)))
+		goto oom;
+	c->ntensors++;
+	if (strmap_put(&s->names, name, (void *)(uintptr_t)c->ntensors))
+		goto oom;
+	t->dtype = dt;
+	t->ndim = ndim;
+	return t;
+oom:
+	ckpt_err_set(e, -ENOMEM, "out of memory");
+	return NULL;
+}
+
+/* Adds one header entry as a chunk. */
+static int add_entry(struct st_state *s, const char *label, uint32_t file, uint64_t data_start,
+		     uint64_t fsize, const char *name, json_t *ent, json_t *sharding,
+		     struct ckpt_err *e)
+{
+	int64_t size[CKPT_MAXDIM], off[CKPT_MAXDIM] = { 0 };
+	int ndim, n2;
+	json_t *offs = json_object_get(ent, "data_offsets");
+	const char *code = json_string_value(json_object_get(ent, "dtype"));
+	enum ckpt_dtype dt = code ? ckpt_dtype_from_st(code) : CKPT_DT_INVALID;
+
+	if (dt == CKPT_DT_INVALID)
+		return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': unknown dtype '%s'", label, name,
+				    code ? code : "(none)");
+	if (shape_of(json_object_get(ent, "shape"), size, &ndim) || !json_is_array(offs) ||
+	    json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
+	    !json_is_integer(json_array_get(offs, 1)))
+		return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': expected shape (list of at most %d "
+				    "ints) and data_offsets [begin, end]", label, name, CKPT_MAXDIM);
+	json_int_t b = json_integer_value(json_array_get(offs, 0));
+	json_int_t en = json_integer_value(json_array_get(offs, 1));
+	uint64_t numel = 1, nbytes;
+	for (int d = 0; d < ndim; d++)
+		if (__builtin_mul_overflow(numel, (uint64_t)size[d], &numel))
+			return ckpt_err_set(e, -EOVERFLOW, "%s: tensor '%s': shape overflows", label, name);
+	if (__builtin_mul_overflow(numel, ckpt_dtype_size(dt), &nbytes) || b < 0 || en < b ||
+	    (uint64_t)(en - b) != nbytes || data_start + (uint64_t)en > fsize)
+		return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': data_offsets [%lld, %lld] do not hold "
+				    "%llu bytes inside the file", label, name, (long long)b,
+				    (long long)en, (unsigned long long)nbytes);
+	json_t *info = json_object_get(sharding, name);
+	if (info && shape_of(json_object_get(info, "saved_offsets"), off, &n2) == 0) {
+		if (n2 != ndim)
+			return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': saved_offsets has %d entries for "
+					    "a %d-dim shard", label, name, n2, ndim);
+	} else if (info) {
+		return ckpt_err_set(e, -EINVAL, "%s: DCP_SHARDING_INFO of '%s' has no saved_offsets list",
+				    label, name);
+	}
+	struct ckpt_tensor *t = tensor_for(s, name, dt, ndim, label, e);
+	if (!t)
+		return e->code;
+	for (int d = 0; d < ndim; d++)  /* global shape: the furthest extent of any shard */
+		if (off[d] + size[d] > t->shape[d])
+			t->shape[d] = off[d] + size[d];
+	if (numel == 0)
+		return 0;
+	for (size_t i = 0; i < t->nchunks; i++)
+		if (!memcmp(t->chunks[i].off, off, sizeof(int64_t) * (size_t)ndim) &&
+		    !memcmp(t->chunks[i].size, size, sizeof(int64_t) * (size_t)ndim))
+			return 0;  /* the same shard twice (replicated) */
+	struct ckpt_chunk *nc = realloc(t->chunks, (t->nchunks + 1) * sizeof(*nc));
+	if (!nc)
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	t->chunks = nc;
+	struct ckpt_chunk *ch = &nc[t->nchunks++];
+	memset(ch, 0, sizeof(*ch));
+	memcpy(ch->off, off, sizeof(off));
+	memcpy(ch->size, size, sizeof(size));
+	ch->numel = numel;
+	ch->file = file;
+	ch->item_off = data_start + (uint64_t)b;
+	ch->item_len = nbytes;
+	ch->decoded = 1;
+	ch->item.dtype = dt;
+	ch->item.ndim = ndim;
+	ch->item.contiguous = 1;
+	ch->item.storage_bytes = nbytes;
+	uint64_t st = 1;
+	for (int d = ndim - 1; d >= 0; d--) {
+		ch->item.size[d] = size[d];
+		ch->item.stride[d] = (int64_t)st;
+		st *= (uint64_t)size[d];
+	}
+	return 0;
+}
+
+static int read_file(struct st_state *s, const char *name, struct ckpt_err *e)
+{
+	struct ckpt_catalog *c = s->c;
+	char label[4200];
+	uint8_t len8[8];
+	struct stat sb;
+	json_error_t je;
+	json_t *root = NULL, *sharding = NULL;
+	char *hdr = NULL;
+	int fd, rc;
+
+	snprintf(label, sizeof(label), "%s/%s", c->dir, name);
+	if ((fd = ckpt_open_inside(c->realdir, name, e)) < 0)
+		return fd;
+	struct ckpt_source_file *nf = realloc(c->files, (c->nfiles + 1) * sizeof(*nf));
+	if (!nf) {
+		close(fd);
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	}
+	c->files = nf;
+	nf[c->nfiles] = (struct ckpt_source_file){ .relpath = strdup(name), .fd = fd };
+	uint32_t file = (uint32_t)c->nfiles++;
+	if (!nf[file].relpath)
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return ckpt_err_set(e, -EINVAL, "%s: not a regular file", label);
+	nf[file].size = (uint64_t)sb.st_size;
+	if ((int64_t)sb.st_mtime > c->mtime)
+		c->mtime = (int64_t)sb.st_mtime;
+	if ((rc = ckpt_pread_full(fd, len8, 8, 0)))
+		return ckpt_err_set(e, -EINVAL, "%s: byte 0: too short for a safetensors header", label);
+	uint64_t hl = 0;
+	for (int i = 7; i >= 0; i--)
+		hl = (hl << 8) | len8[i];
+	if (hl > MAX_HEADER || hl > nf[file].size - 8)
+		return ckpt_err_set(e, -EINVAL, "%s: byte 0: header length %llu does not fit the file "
+				    "(%llu bytes) or the 100 MB limit", label, (unsigned long long)hl,
+				    (unsigned long long)nf[file].size);
+	if (!(hdr = malloc(hl + 1)))
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	if ((rc = ckpt_pread_full(fd, hdr, hl, 8))) {
+		rc = ckpt_err_set(e, rc, "%s: read failed", label);
+		goto out;
+	}
+	if (!(root = json_loadb(hdr, hl, JSON_REJECT_DUPLICATES, &je)) || !json_is_object(root)) {
+		rc = ckpt_err_set(e, -EINVAL, "%s: byte %llu: safetensors header is not a JSON object: %s",
+				  label, (unsigned long long)(8 + (root ? 0 : je.position)),
+				  root ? "other JSON" : je.text);
+		goto out;
+	}
+	const char *si = json_string_value(json_object_get(json_object_get(root, "__metadata__"),
+							   "DCP_SHARDING_INFO"));
+	if (si && !(sharding = json_loads(si, 0, &je))) {
+		rc = ckpt_err_set(e, -EINVAL, "%s: __metadata__.DCP_SHARDING_INFO is not JSON: %s", label,
+				  je.text);
+		goto out;
+	}
+	const char *key;
+	json_t *ent;
+	json_object_foreach(root, key, ent) {
+		if (strcmp(key, "__metadata__") == 0)
+			continue;
+		if (!json_is_object(ent)) {
+			rc = ckpt_err_set(e, -EINVAL, "%s: tensor '%s': header entry is not an object",
+					  label, key);
+			goto out;
+		}
+		if ((rc = add_entry(s, label, file, 8 + hl, nf[file].size, key, ent, sharding, e)))
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(sharding);
+	json_decref(root);
+	free(hdr);
+	return rc;
+}
+
+int ckpt_st_load(struct ckpt_catalog *c, struct ckpt_err *e)
+{
+	struct st_state s = { .c = c };
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	int rc = 0;
+	DIR *d = opendir(c->realdir);
+
+	if (!d)
+		return ckpt_err_set(e, -errno, "%s: cannot open directory", c->dir);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".safetensors"))
+			continue;
+		char **nn = realloc(names, (n + 1) * sizeof(*nn));
+		if (!nn || !(nn[n] = strdup(de->d_name))) {
+			names = nn ? nn : names;
+			rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+			break;
+		}
+		names = nn;
+		n++;
+	}
+	closedir(d);
+	if (!rc)
+		qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = read_file(&s, names[i], e);
+	for (size_t i = 0; i < c->ntensors && !rc; i++) {
+		struct ckpt_tensor *t = &c->tensors[i];
+		t->numel = 1;
+		for (int dd = 0; dd < t->ndim && !rc; dd++)
+			if (__builtin_mul_overflow(t->numel, (uint64_t)t->shape[dd], &t->numel))
+				rc = ckpt_err_set(e, -EOVERFLOW, "tensor '%s': shape overflows", t->name);
+		if (!rc && __builtin_mul_overflow(t->numel, ckpt_dtype_size(t->dtype), &t->nbytes))
+			rc = ckpt_err_set(e, -EOVERFLOW, "tensor '%s': byte size overflows", t->name);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	strmap_free(&s.names);
+	return rc;
+}
