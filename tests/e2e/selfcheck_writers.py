@@ -72,7 +72,8 @@ def check_case(name: str, workdir: str) -> tuple[str, str]:
         if not os.path.isfile(os.path.join(ref_dir, f)):
             raise AssertionError(f"reference file {f} missing")
     ref = torch.load(os.path.join(ref_dir, "reference.pt"), weights_only=True)
-    loaded = torch_ref.load_dcp(ck)
+    everything = torch_ref.load_dcp(ck, include_bytes=True)
+    loaded = {k: v for k, v in everything.items() if isinstance(v, torch.Tensor)}
     layout = torch_ref.detect_layout(ck)
 
     problems = []
@@ -90,8 +91,13 @@ def check_case(name: str, workdir: str) -> tuple[str, str]:
 
     if layout == "dcp":
         other = torch_ref.load_dcp_via_torch_save(ck)
-        for k, v in loaded.items():
-            if not isinstance(other.get(k), torch.Tensor) or not torch.equal(other[k], v):
+        if set(other) != set(everything):
+            problems.append("dcp_to_torch_save returns different keys")
+        for k, v in everything.items():
+            o = other.get(k)
+            same = (torch.equal(o, v) if isinstance(v, torch.Tensor) and isinstance(o, torch.Tensor)
+                    else (not isinstance(o, torch.Tensor) and o == v))
+            if not same:
                 problems.append(f"dcp_to_torch_save disagrees on {k}")
                 break
 
@@ -105,7 +111,9 @@ def check_case(name: str, workdir: str) -> tuple[str, str]:
     md = torch_ref.read_metadata(ck)
     nchunks = sum(len(getattr(m, "chunks", [])) for m in md.state_dict_metadata.values())
     nonmodel = len(loaded) - len(_model_keys(case, loaded))
-    nbytes = len(md.state_dict_metadata) - len(loaded)
+    nbytes = len(everything) - len(loaded)
+    if len(everything) != len(md.state_dict_metadata):
+        raise AssertionError("load_dcp did not return every metadata entry")
     details = (
         f"{layout}; {len(ref)} model tensors, {nonmodel} other tensors, {nbytes} bytes entries, "
         f"{nchunks} chunks; files: {' '.join(files)}"
