@@ -119,9 +119,13 @@ static int add_storage(struct builder *b, const struct pv *key, const struct pv 
 	}
 	if (!pv_is_obj(val, PC_STORAGE_INFO) || pv_get_str(pv_dict_get(vs, "relative_path"), &rel) ||
 	    pv_get_int(pv_dict_get(vs, "offset"), &ioff) ||
-	    pv_get_int(pv_dict_get(vs, "length"), &ilen) || ioff < 0 || ilen < 0)
+	    pv_get_int(pv_dict_get(vs, "length"), &ilen))
 		return ckpt_err_set(e, -EINVAL, "%s: key '%s': storage_data value is not a _StorageInfo "
-				    "with relative_path, offset and length", b->label, fqn);
+				    "with relative_path (a string without NUL), offset and length",
+				    b->label, fqn);
+	if (ioff < 0 || ilen < 0)
+		return ckpt_err_set(e, -EINVAL, "%s: key '%s': negative storage offset (%lld) or length "
+				    "(%lld)", b->label, fqn, (long long)ioff, (long long)ilen);
 	struct sinfo *si = calloc(1, sizeof(*si));
 	char *k = storage_key(fqn, off, ndim, has_off);
 	if (!si || !k || !(si->relpath = strdup(rel))) {
@@ -257,7 +261,7 @@ static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e
 	int fd, rc;
 
 	b->label = path;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
 		return ckpt_err_set(e, -errno, "%s: cannot open: %s", path, strerror(errno));
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > MAX_METADATA) {
 		close(fd);
@@ -339,15 +343,29 @@ int ckpt_open_inside(const char *realdir, const char *rel, struct ckpt_err *e)
 	if (!(res = realpath(path, NULL)))
 		return ckpt_err_set(e, -errno, "%s: data file '%s' named in the metadata: %s", realdir,
 				    rel, strerror(errno));
+	if (strcmp(res, realdir) == 0) {
+		free(res);
+		return ckpt_err_set(e, -EINVAL, "%s: data file path '%s' names the checkpoint directory "
+				    "itself, not a file", realdir, rel);
+	}
 	if (strncmp(res, realdir, dl) != 0 || (res[dl] != '/' && dl != 1)) {
 		ckpt_err_set(e, -EPERM, "%s: data file '%s' resolves to %s, outside the checkpoint "
 			     "directory (symlink?)", realdir, rel, res);
 		free(res);
 		return -EPERM;
 	}
-	fd = open(res, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	/* O_NONBLOCK: a FIFO planted in the checkpoint must not hang the open */
+	fd = open(res, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
 		ckpt_err_set(e, -errno, "%s: cannot open: %s", res, strerror(errno));
+	} else {
+		struct stat sb;
+		if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			close(fd);
+			fd = -1;
+			ckpt_err_set(e, -EINVAL, "%s: data file '%s' is not a regular file", realdir, rel);
+		}
+	}
 	free(res);
 	return fd < 0 ? e->code : fd;
 }
@@ -365,9 +383,9 @@ static int intern_file(struct builder *b, const char *rel, uint32_t *idx, struct
 	int fd = ckpt_open_inside(c->realdir, rel, e);
 	if (fd < 0)
 		return fd;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+	if (fstat(fd, &sb) < 0) {
 		close(fd);
-		return ckpt_err_set(e, -EINVAL, "%s/%s: not a regular file", c->dir, rel);
+		return ckpt_err_set(e, -errno, "%s/%s: %s", c->dir, rel, strerror(errno));
 	}
 	struct ckpt_source_file *nf = realloc(c->files, (c->nfiles + 1) * sizeof(*nf));
 	if (!nf) {

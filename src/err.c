@@ -41,6 +41,28 @@ void ckpt_err_prefix(struct ckpt_err *e, const char *fmt, ...)
 	e->msg[pl + 2 + ol] = '\0';
 }
 
+void ckpt_fputs_safe(const char *s, FILE *fp)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(fp, "\\x%02x", *p);
+		else
+			fputc(*p, fp);
+	}
+}
+
+void ckpt_print_line(FILE *fp, const char *fmt, ...)
+{
+	char buf[8192];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ckpt_fputs_safe(buf, fp);
+	fputc('\n', fp);
+}
+
 void ckpt_err_clear(struct ckpt_err *e)
 {
 	e->code = 0;
@@ -58,10 +80,12 @@ void ckpt_warn(const char *fmt, ...)
 	pthread_mutex_lock(&warn_lock);
 	warn_count++;
 	if (!warn_quiet) {
-		fputs("ckptfs: warning: ", stderr);
+		char buf[4096];
 		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
+		vsnprintf(buf, sizeof(buf), fmt, ap);
 		va_end(ap);
+		fputs("ckptfs: warning: ", stderr);
+		ckpt_fputs_safe(buf, stderr);
 		fputc('\n', stderr);
 	}
 	pthread_mutex_unlock(&warn_lock);

@@ -6,6 +6,7 @@
 #define CKPT_ERR_H
 
 #include <stdarg.h>
+#include <stdio.h>
 
 struct ckpt_err {
 	int code;        /* negative errno of the first failure, 0 if none */
@@ -20,6 +21,13 @@ int ckpt_err_set(struct ckpt_err *e, int code, const char *fmt, ...)
 /* Prepends "prefix: " to the stored message, to add context on the way up. */
 void ckpt_err_prefix(struct ckpt_err *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Writes s to fp with control bytes (newline, ESC, ...) shown as \xNN, so
+ * names taken from a checkpoint can never break a line or steer a terminal. */
+void ckpt_fputs_safe(const char *s, FILE *fp);
+
+/* printf-style line through ckpt_fputs_safe, newline appended. */
+void ckpt_print_line(FILE *fp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Clears e. */
 void ckpt_err_clear(struct ckpt_err *e);

@@ -67,24 +67,54 @@ static int make_dirs(const char *path)
 	return 0;
 }
 
+/* Whether out (which may not exist yet) is or would be inside dir: the
+ * deepest existing ancestor of out is resolved; the parts still to be
+ * created must not contain "..". */
+static int would_be_inside(const char *out, const char *realdir)
+{
+	char buf[PATH_MAX], *res;
+	size_t n = strlen(out), dl = strlen(realdir);
+	int inside;
+
+	if (n == 0 || n >= sizeof(buf))
+		return 1;
+	memcpy(buf, out, n + 1);
+	for (;;) {
+		if ((res = realpath(buf, NULL)))
+			break;
+		char *slash = strrchr(buf, '/');
+		if (!slash || strcmp(slash + 1, "..") == 0)
+			return strstr(out, "..") != NULL;  /* refuse odd relative forms */
+		if (slash == buf) {
+			buf[1] = '\0';
+		} else {
+			*slash = '\0';
+		}
+		if (strcmp(buf, out) == 0)
+			return 1;
+	}
+	if (strstr(out + strlen(buf), "/../") || (n >= 3 && strcmp(out + n - 3, "/..") == 0 &&
+						  strlen(buf) < n - 3)) {
+		free(res);
+		return 1;
+	}
+	inside = strncmp(res, realdir, dl) == 0 && (res[dl] == '\0' || res[dl] == '/');
+	free(res);
+	return inside;
+}
+
 static int prepare_dir(const struct ckpt_engine *g, const char *out, struct ckpt_err *e)
 {
-	char *ro;
 	struct stat sb;
 	int rc;
 
+	if (would_be_inside(out, g->cat.realdir))
+		return ckpt_err_set(e, -EINVAL, "%s: the output directory is inside the checkpoint "
+				    "%s; ckptfs never writes into its source", out, g->cat.dir);
 	if ((rc = make_dirs(out)))
 		return ckpt_err_set(e, rc, "%s: cannot create: %s", out, strerror(-rc));
 	if (stat(out, &sb) < 0 || !S_ISDIR(sb.st_mode))
 		return ckpt_err_set(e, -ENOTDIR, "%s: not a directory", out);
-	if (!(ro = realpath(out, NULL)))
-		return ckpt_err_set(e, -errno, "%s: %s", out, strerror(errno));
-	size_t sl = strlen(g->cat.realdir);
-	int inside = strncmp(ro, g->cat.realdir, sl) == 0 && (ro[sl] == '\0' || ro[sl] == '/');
-	free(ro);
-	if (inside)
-		return ckpt_err_set(e, -EINVAL, "%s: the output directory is inside the checkpoint "
-				    "%s; ckptfs never writes into its source", out, g->cat.dir);
 	return 0;
 }
 

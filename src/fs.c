@@ -181,8 +181,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (ckpt_engine_read(fs->g, ino - 2, (uint64_t)off, size, buf, &got, &e)) {
-		fprintf(stderr, "ckptfs: read of %s at %lld+%zu failed: %s\n",
-			fs->g->layout.f[ino - 2].name, (long long)off, size, e.msg);
+		ckpt_print_line(stderr, "ckptfs: read of %s at %lld+%zu failed: %s",
+				fs->g->layout.f[ino - 2].name, (long long)off, size, e.msg);
 		fuse_reply_err(req, EIO);  /* never wrong bytes */
 	} else {
 		fuse_reply_buf(req, (const char *)buf, got);

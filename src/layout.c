@@ -194,7 +194,7 @@ static int add_assets(struct ckpt_layout *l, const char *dir, struct ckpt_err *e
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct stat sb;
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);  /* follows symlinks (HF cache) */
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);  /* follows symlinks (HF cache) */
 		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 			if (fd >= 0)
 				close(fd);

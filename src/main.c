@@ -167,7 +167,7 @@ static int open_engine(struct ckpt_engine *g, const char *src, const struct cli 
 	if (build_opts(c, &o))
 		return 2;
 	if (ckpt_engine_open(g, src, &o, &e)) {
-		fprintf(stderr, "ckptfs: %s\n", e.msg);
+		ckpt_print_line(stderr, "ckptfs: %s", e.msg);
 		return 1;
 	}
 	return 0;
@@ -194,7 +194,7 @@ static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
 	} else {
 		struct ckpt_err e = { 0 };
 		if (ckpt_export(&g, c->pos[1], !c->quiet, &e)) {
-			fprintf(stderr, "ckptfs export: %s\n", e.msg);
+			ckpt_print_line(stderr, "ckptfs export: %s", e.msg);
 			rc = 1;
 		}
 	}

@@ -164,7 +164,8 @@ struct pk {
 	size_t *marks;
 	size_t nmarks, mcap;
 	struct pv **memo;
-	size_t nmemo;      /* entries in use (= next MEMOIZE index) */
+	size_t nmemo;      /* highest index in use + 1 */
+	size_t nset;       /* distinct indices stored: CPython's len(memo), MEMOIZE's index */
 	size_t memocap;
 	uint64_t op_off;   /* offset of the current opcode */
 };
@@ -343,6 +344,8 @@ static int memo_put(struct pk *k, size_t idx, struct pv *v)
 		k->memo = nm;
 		k->memocap = nc;
 	}
+	if (!k->memo[idx])
+		k->nset++;
 	k->memo[idx] = v;
 	if (idx >= k->nmemo)
 		k->nmemo = idx + 1;
@@ -675,7 +678,7 @@ static int step(struct pk *k, int *done)
 	case 0x94: /* MEMOIZE */
 		if (!(v = top(k)))
 			return -EINVAL;
-		return memo_put(k, k->nmemo, v);
+		return memo_put(k, k->nset, v);
 	case 'q': case 'r': { /* BINPUT, LONG_BINPUT */
 		int w = op == 'q' ? 1 : 4;
 		if (need(k, (size_t)w) || !(v = top(k)))
@@ -774,7 +777,8 @@ int pv_get_int(const struct pv *v, int64_t *out)
 
 int pv_get_str(const struct pv *v, const char **out)
 {
-	if (!v || v->kind != PV_STR)
+	/* a NUL inside would silently cut the string short in C */
+	if (!v || v->kind != PV_STR || strlen(v->u.str.s) != v->u.str.len)
 		return -EINVAL;
 	*out = v->u.str.s;
 	return 0;

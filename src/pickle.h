@@ -78,7 +78,7 @@ struct pv *pv_dict_get(const struct pv *dict, const char *key);
 int pv_is_obj(const struct pv *v, enum pc_id id);
 struct pv *pv_obj_state(const struct pv *v);  /* BUILD state, or NULL */
 int pv_get_int(const struct pv *v, int64_t *out);
-int pv_get_str(const struct pv *v, const char **out);
+int pv_get_str(const struct pv *v, const char **out);  /* fails on embedded NUL */
 /* A shape: torch.Size(tuple), a tuple or a list of ints.  *ndim <= max. */
 int pv_get_shape(const struct pv *v, int64_t *dims, int max, int *ndim);
 const char *pv_kind_name(enum pv_kind k);
