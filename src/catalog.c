@@ -3,7 +3,6 @@
 #include "config.h"
 #include "catalog.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "blob.h"
+#include "dirlist.h"
 #include "pickle.h"
 #include "stinput.h"
 #include "strmap.h"
@@ -550,36 +550,23 @@ static int cmp_str(const void *a, const void *b)
 static int find_metadata(struct ckpt_catalog *c, char ***list, size_t *n, struct ckpt_err *e)
 {
 	char path[PATH_MAX];
-	struct dirent *de;
-	int has_tmp = 0, has_st = 0;
+	int rc;
 
 	*list = NULL;
 	*n = 0;
 	snprintf(path, sizeof(path), "%s/.metadata", c->dir);
 	if (access(path, F_OK) == 0)
 		return push_name(list, n, ".metadata") ? oom(e) : 0;
-	DIR *d = opendir(c->dir);
-	if (!d)
-		return ckpt_err_set(e, -errno, "%s: cannot open directory: %s", c->dir, strerror(errno));
-	while ((de = readdir(d))) {
-		if (is_rank_metadata(de->d_name) && push_name(list, n, de->d_name)) {
-			closedir(d);
-			return oom(e);
-		}
-		has_tmp |= strcmp(de->d_name, ".metadata.tmp") == 0;
-		size_t l = strlen(de->d_name);
-		has_st |= l > 12 && strcmp(de->d_name + l - 12, ".safetensors") == 0;
-	}
-	closedir(d);
-	if (*n) {
-		qsort(*list, *n, sizeof(**list), cmp_str);
+	if ((rc = ckpt_dir_list(c->dir, is_rank_metadata, list, n)))
+		return ckpt_err_set(e, rc, "%s: cannot open directory: %s", c->dir, strerror(-rc));
+	if (*n)
 		return 0;
-	}
-	if (has_tmp)
+	snprintf(path, sizeof(path), "%s/.metadata.tmp", c->dir);
+	if (access(path, F_OK) == 0)
 		return ckpt_err_set(e, -ENOENT, "%s: no .metadata, but .metadata.tmp exists: the save "
 				    "was interrupted before it finished; this checkpoint is incomplete",
 				    c->dir);
-	if (has_st)
+	if (ckpt_st_present(c->dir))
 		return 1;
 	return ckpt_err_set(e, -ENOENT, "%s: no .metadata file and no *.safetensors files: not a "
 			    "PyTorch Distributed Checkpoint directory", c->dir);
@@ -649,9 +636,7 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 	if (!rc && c->nbytes)
 		qsort(c->bytes, c->nbytes, sizeof(*c->bytes), cmp_str);
 out:
-	for (size_t i = 0; i < nmd; i++)
-		free(mds[i]);
-	free(mds);
+	ckpt_names_free(mds, nmd);
 	strmap_each(&b.storage, free_sinfo);
 	strmap_free(&b.storage);
 	strmap_free(&b.tensors);

@@ -80,34 +80,34 @@ static void evict(struct ckpt_chunkio *io)
 	}
 }
 
+/* Doubles the output buffer of a decompression. */
+static int grow(ZSTD_outBuffer *ob, struct ckpt_err *e)
+{
+	uint8_t *nb = realloc(ob->dst, ob->size * 2);
+	if (!nb)
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	ob->dst = nb;
+	ob->size *= 2;
+	return 0;
+}
+
 static int zstd_all(const uint8_t *in, size_t inlen, uint8_t **out, uint64_t *outlen,
 		    const char *label, struct ckpt_err *e)
 {
 	ZSTD_DStream *ds = ZSTD_createDStream();
-	size_t cap = inlen * 4 + 4096, ret = 1;
-	uint8_t *buf = malloc(cap);
+	size_t ret = 1;
 	ZSTD_inBuffer ib = { in, inlen, 0 };
-	ZSTD_outBuffer ob = { buf, cap, 0 };
+	ZSTD_outBuffer ob = { malloc(inlen * 4 + 4096), inlen * 4 + 4096, 0 };
 	int rc = 0;
 
-	if (!ds || !buf) {
+	if (!ds || !ob.dst) {
 		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
 		goto out;
 	}
 	ZSTD_initDStream(ds);
 	while (ib.pos < ib.size) {
-		if (ob.pos == ob.size) {
-			size_t ncap = cap * 2;
-			uint8_t *nb = realloc(buf, ncap);
-			if (!nb) {
-				rc = ckpt_err_set(e, -ENOMEM, "out of memory");
-				goto out;
-			}
-			buf = nb;
-			cap = ncap;
-			ob.dst = buf;
-			ob.size = cap;
-		}
+		if (ob.pos == ob.size && (rc = grow(&ob, e)))
+			goto out;
 		size_t before = ib.pos;
 		ret = ZSTD_decompressStream(ds, &ob, &ib);
 		if (ZSTD_isError(ret)) {
@@ -118,18 +118,8 @@ static int zstd_all(const uint8_t *in, size_t inlen, uint8_t **out, uint64_t *ou
 	}
 	/* flush whatever the last frame still holds */
 	while (ret != 0) {
-		if (ob.pos == ob.size) {
-			size_t ncap = cap * 2;
-			uint8_t *nb = realloc(buf, ncap);
-			if (!nb) {
-				rc = ckpt_err_set(e, -ENOMEM, "out of memory");
-				goto out;
-			}
-			buf = nb;
-			cap = ncap;
-			ob.dst = buf;
-			ob.size = cap;
-		}
+		if (ob.pos == ob.size && (rc = grow(&ob, e)))
+			goto out;
 		size_t opos = ob.pos;
 		ret = ZSTD_decompressStream(ds, &ob, &ib);
 		if (ZSTD_isError(ret) || (ret != 0 && ob.pos == opos && ob.pos < ob.size)) {
@@ -138,11 +128,11 @@ static int zstd_all(const uint8_t *in, size_t inlen, uint8_t **out, uint64_t *ou
 			goto out;
 		}
 	}
-	*out = buf;
+	*out = ob.dst;
 	*outlen = ob.pos;
-	buf = NULL;
+	ob.dst = NULL;
 out:
-	free(buf);
+	free(ob.dst);
 	ZSTD_freeDStream(ds);
 	return rc;
 }

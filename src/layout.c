@@ -1,8 +1,8 @@
 /* layout.c - see layout.h.  Output conventions: converters.md section 14. */
 #include "config.h"
 #include "layout.h"
+#include "dirlist.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -161,36 +161,14 @@ static int is_asset_name(const char *n)
 	return 1;
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int add_assets(struct ckpt_layout *l, const char *dir, struct ckpt_err *e)
 {
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char **names = NULL, path[PATH_MAX];
-	size_t n = 0;
-	int rc = 0;
+	char **names, path[PATH_MAX];
+	size_t n;
+	int rc = ckpt_dir_list(dir, is_asset_name, &names, &n);
 
-	if (!d)
-		return ckpt_err_set(e, -errno, "assets directory %s: %s", dir, strerror(errno));
-	while ((de = readdir(d))) {
-		if (!is_asset_name(de->d_name))
-			continue;
-		char **nn = realloc(names, (n + 1) * sizeof(*nn));
-		if (!nn || !(nn[n] = strdup(de->d_name))) {
-			names = nn ? nn : names;
-			rc = oom(e);
-			break;
-		}
-		names = nn;
-		n++;
-	}
-	closedir(d);
-	if (!rc)
-		qsort(names, n, sizeof(*names), cmp_name);
+	if (rc)
+		return ckpt_err_set(e, rc, "assets directory %s: %s", dir, strerror(-rc));
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct stat sb;
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
@@ -209,9 +187,7 @@ static int add_assets(struct ckpt_layout *l, const char *dir, struct ckpt_err *e
 		f->fd = fd;
 		f->size = (uint64_t)sb.st_size;
 	}
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	ckpt_names_free(names, n);
 	return rc;
 }
 

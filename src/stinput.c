@@ -2,7 +2,6 @@
 #include "config.h"
 #include "stinput.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -11,33 +10,25 @@
 #include <unistd.h>
 
 #include "blob.h"
+#include "dirlist.h"
 #include "strmap.h"
 
 #define MAX_HEADER (100u * 1000 * 1000)  /* the safetensors limit */
 
-static int has_suffix(const char *n, const char *suf)
+static int is_st_name(const char *n)
 {
-	size_t l = strlen(n), sl = strlen(suf);
-	return l > sl && strcmp(n + l - sl, suf) == 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	size_t l = strlen(n);
+	return n[0] != '.' && l > 12 && strcmp(n + l - 12, ".safetensors") == 0;
 }
 
 int ckpt_st_present(const char *dir)
 {
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int found = 0;
-
-	if (!d)
+	char **names;
+	size_t n;
+	if (ckpt_dir_list(dir, is_st_name, &names, &n))
 		return 0;
-	while (!found && (de = readdir(d)))
-		found = de->d_name[0] != '.' && has_suffix(de->d_name, ".safetensors");
-	closedir(d);
-	return found;
+	ckpt_names_free(names, n);
+	return n > 0;
 }
 
 struct st_state {
@@ -258,29 +249,12 @@ out:
 int ckpt_st_load(struct ckpt_catalog *c, struct ckpt_err *e)
 {
 	struct st_state s = { .c = c };
-	char **names = NULL;
-	size_t n = 0;
-	struct dirent *de;
-	int rc = 0;
-	DIR *d = opendir(c->realdir);
+	char **names;
+	size_t n;
+	int rc = ckpt_dir_list(c->realdir, is_st_name, &names, &n);
 
-	if (!d)
-		return ckpt_err_set(e, -errno, "%s: cannot open directory", c->dir);
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".safetensors"))
-			continue;
-		char **nn = realloc(names, (n + 1) * sizeof(*nn));
-		if (!nn || !(nn[n] = strdup(de->d_name))) {
-			names = nn ? nn : names;
-			rc = ckpt_err_set(e, -ENOMEM, "out of memory");
-			break;
-		}
-		names = nn;
-		n++;
-	}
-	closedir(d);
-	if (!rc)
-		qsort(names, n, sizeof(*names), cmp_str);
+	if (rc)
+		return ckpt_err_set(e, rc, "%s: cannot list directory: %s", c->dir, strerror(-rc));
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = read_file(&s, names[i], e);
 	for (size_t i = 0; i < c->ntensors && !rc; i++) {
@@ -292,9 +266,7 @@ int ckpt_st_load(struct ckpt_catalog *c, struct ckpt_err *e)
 		if (!rc && __builtin_mul_overflow(t->numel, ckpt_dtype_size(t->dtype), &t->nbytes))
 			rc = ckpt_err_set(e, -EOVERFLOW, "tensor '%s': byte size overflows", t->name);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	ckpt_names_free(names, n);
 	strmap_free(&s.names);
 	return rc;
 }

@@ -51,4 +51,12 @@ __attribute__((unused)) static const char *tap_fixtures(void)
 	return f;
 }
 
+/* The shared DCP fixtures every reader test walks. */
+__attribute__((unused)) static const char *const tap_fixture_names[] = {
+	"torch1.13-per-item-files", "torch1.13-shardedtensor-2ranks", "torch2.6-dtensor-2ranks",
+	"lightning-fsdp1-torch2.0", "megatron-core0.10-tp1", "megatron-core0.9-tp2",
+	"megatron-core0.16-tp2-mcoremetadata",
+};
+#define TAP_NFIXTURES (sizeof(tap_fixture_names) / sizeof(tap_fixture_names[0]))
+
 #endif

@@ -217,17 +217,13 @@ static void check_robustness(void)
 
 static void check_fixtures(void)
 {
-	static const char *const names[] = {
-		"torch1.13-per-item-files", "torch1.13-shardedtensor-2ranks", "torch2.6-dtensor-2ranks",
-		"lightning-fsdp1-torch2.0", "megatron-core0.10-tp1", "megatron-core0.9-tp2",
-		"megatron-core0.16-tp2-mcoremetadata",
-	};
+	const char *const *names = tap_fixture_names;
 	const char *fx = tap_fixtures();
 	if (!fx) {
 		printf("# shared fixtures absent: fixture checks skipped\n");
 		return;
 	}
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+	for (size_t i = 0; i < TAP_NFIXTURES; i++) {
 		char path[4300];
 		snprintf(path, sizeof(path), "%s/dcp/%s/.metadata", fx, names[i]);
 		FILE *f = fopen(path, "rb");
