@@ -183,6 +183,26 @@ def main():
         for name in sorted(os.listdir(dcp)):
             check_fixture(name, os.path.join(dcp, name), work,
                           assets if name.startswith("torch2.6") else None)
+        # a data file that shrinks under a live mount: reads fail with EIO,
+        # never return wrong bytes
+        src = os.path.join(work, "shrinking")
+        shutil.copytree(os.path.join(dcp, "torch2.6-dtensor-2ranks"), src)
+        for f in os.listdir(src):
+            os.chmod(os.path.join(src, f), 0o644)
+        mnt = os.path.join(work, "shrinking-mnt")
+        os.mkdir(mnt)
+        p, _ = mount(src, mnt)
+        try:
+            os.truncate(os.path.join(src, "__1_0.distcp"), 100)
+            try:
+                with open(os.path.join(mnt, "model.safetensors"), "rb") as fp:
+                    fp.read()
+                eio = False
+            except OSError as ex:
+                eio = ex.errno == errno.EIO
+            ok(eio, "a read that hits a truncated data file fails with EIO")
+        finally:
+            ok(unmount(mnt, p), "shrinking: unmounts cleanly")
         # several shards: a small max_shard_size splits the Megatron fixture
         src = os.path.join(dcp, "megatron-core0.9-tp2")
         exp = os.path.join(work, "sharded-export")
