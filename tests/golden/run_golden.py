@@ -7,6 +7,9 @@ For each DCP fixture directory, runs `CKPTFS_BINARY export FIXTURE_DIR OUT`
 (OUT is a fresh, empty, existing directory), then checks every output
 safetensors file against dcp_ref: tensor names (default naming rule), dtype
 codes, shapes and raw bytes, plus model.safetensors.index.json when present.
+Each fixture is exported three ways: with the defaults, with -o keep_all
+(every tensor under its raw DCP name) and with -o max_shard_size=4KB (several
+shards and an index).
 When both torch and safetensors are importable, each file is also loaded with
 safetensors.torch.load_file and compared byte for byte.
 
@@ -41,8 +44,9 @@ def _torch_bytes(path):
     return out
 
 
-def check_output(outdir, ref):
-    """Return a list of failure messages (empty when the output matches)."""
+def check_output(outdir, ref, expected):
+    """Return a list of failure messages (empty when the output matches);
+    expected maps output names to reference fqns."""
     errs = []
     files = sorted(f for f in os.listdir(outdir) if f.endswith(".safetensors"))
     if not files:
@@ -56,7 +60,6 @@ def check_output(outdir, ref):
         if not has_index:
             errs.append(f"sharded output without {INDEX}")
 
-    expected = dcp_ref.default_names(ref.tensors)
     got, where = {}, {}
     for f in files:
         try:
@@ -129,7 +132,20 @@ def _check_index(path, got, where, files):
     return errs
 
 
-def run_one(binary, fixture):
+def keep_all_names(tensors):
+    """-o keep_all: every tensor with a safetensors dtype, raw name."""
+    return {n: n for n, t in tensors.items() if dcp_ref.safetensors_dtype(t.dtype)}
+
+
+VARIANTS = [
+    ("defaults", [], lambda ref: dcp_ref.default_names(ref.tensors)),
+    ("keep_all", ["-o", "keep_all"], lambda ref: keep_all_names(ref.tensors)),
+    ("max_shard_size=4KB", ["-o", "max_shard_size=4KB"],
+     lambda ref: dcp_ref.default_names(ref.tensors)),
+]
+
+
+def run_one(binary, fixture, opts, names):
     """Return (status, messages): status is 'ok', 'not ok' or 'skip'."""
     try:
         ref = dcp_ref.load(fixture)
@@ -139,7 +155,7 @@ def run_one(binary, fixture):
         out = os.path.join(tmp, "out")
         os.mkdir(out)
         try:
-            proc = subprocess.run([binary, "export", fixture, out], capture_output=True,
+            proc = subprocess.run([binary, "export", fixture, out] + opts, capture_output=True,
                                   text=True, timeout=EXPORT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return "not ok", [f"export timed out after {EXPORT_TIMEOUT_S}s"]
@@ -148,7 +164,7 @@ def run_one(binary, fixture):
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-10:]
             return "not ok", [f"export exited with status {proc.returncode}"] + tail
-        errs = check_output(out, ref)
+        errs = check_output(out, ref, names(ref))
     return ("not ok", errs) if errs else ("ok", [])
 
 
@@ -161,12 +177,13 @@ def main(argv):
     if not fixtures:
         print("1..0 # SKIP no fixture directories")
         return 77
-    print(f"1..{len(fixtures)}")
+    print(f"1..{len(fixtures) * len(VARIANTS)}")
     failed = 0
-    for n, fixture in enumerate(fixtures, 1):
-        name = os.path.basename(os.path.normpath(fixture))
+    cases = [(f, v) for f in fixtures for v in VARIANTS]
+    for n, (fixture, (vname, opts, names)) in enumerate(cases, 1):
+        name = os.path.basename(os.path.normpath(fixture)) + f" ({vname})"
         try:
-            status, msgs = run_one(binary, fixture)
+            status, msgs = run_one(binary, fixture, opts, names)
         except Exception as e:  # a reference failure must not hide other fixtures
             status, msgs = "not ok", [f"reference reader failed: {type(e).__name__}: {e}"]
         if status == "skip":
