@@ -1,7 +1,7 @@
 /* engine.c - see engine.h. */
 #include "config.h"
 #include "engine.h"
-#include "gather.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <string.h>
@@ -92,7 +92,7 @@ int ckpt_engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len
 		uint64_t n = x->t->nbytes - toff;
 		if (n > len - done)
 			n = len - done;
-		if ((rc = ckpt_gather(g->io, x->t->src, toff, n, dst + done, e)))
+		if ((rc = ckpt_serve(g->io, x->t, toff, n, dst + done, e)))
 			return rc;
 		done += (size_t)n;
 	}

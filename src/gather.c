@@ -32,9 +32,8 @@ static uint64_t hole_run(const struct ckpt_tensor *t, const int64_t *idx)
 	return (uint64_t)(end - idx[last]);
 }
 
-/* Copies elements [first, first+n) of t (global C order) to dst. */
-static int gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint64_t first,
-			uint64_t n, uint8_t *dst, struct ckpt_err *e)
+int ckpt_gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint64_t first,
+		      uint64_t n, uint8_t *dst, struct ckpt_err *e)
 {
 	size_t es = ckpt_dtype_size(t->dtype);
 	uint64_t gstride[CKPT_MAXDIM], p = first, end = first + n;
@@ -43,6 +42,10 @@ static int gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, ui
 	int rc;
 
 	uint64_t s = 1;
+	if (first > t->numel || n > t->numel - first)
+		return ckpt_err_set(e, -EINVAL, "tensor '%s': elements %llu+%llu lie beyond its %llu",
+				    t->name, (unsigned long long)first, (unsigned long long)n,
+				    (unsigned long long)t->numel);
 	for (int d = t->ndim - 1; d >= 0; d--) {
 		gstride[d] = s;
 		s *= (uint64_t)t->shape[d];
@@ -97,37 +100,46 @@ static int gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, ui
 	return 0;
 }
 
-int ckpt_gather(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint64_t off,
-		uint64_t len, uint8_t *dst, struct ckpt_err *e)
+int ckpt_gather_box(struct ckpt_chunkio *io, const struct ckpt_segment *sg, uint64_t first,
+		    uint64_t n, uint8_t *dst, struct ckpt_err *e)
 {
+	const struct ckpt_tensor *t = sg->src;
 	size_t es = ckpt_dtype_size(t->dtype);
-	uint8_t tmp[16];
-	int rc;
+	uint64_t gstride[CKPT_MAXDIM], s = 1, run = 1;
+	int k, rc;
 
-	if (off > t->nbytes || len > t->nbytes - off)
-		return ckpt_err_set(e, -EINVAL, "tensor '%s': read of bytes %llu+%llu beyond its %llu "
-				    "bytes", t->name, (unsigned long long)off,
-				    (unsigned long long)len, (unsigned long long)t->nbytes);
-	/* a partial first element */
-	if (len && off % es) {
-		uint64_t skip = off % es, take = es - skip < len ? es - skip : len;
-		if ((rc = gather_elems(io, t, off / es, 1, tmp, e)))
-			return rc;
-		memcpy(dst, tmp + skip, take);
-		dst += take;
-		off += take;
-		len -= take;
+	if (first > sg->numel || n > sg->numel - first)
+		return ckpt_err_set(e, -EINVAL, "segment of '%s': elements %llu+%llu lie beyond its %llu",
+				    t->name, (unsigned long long)first, (unsigned long long)n,
+				    (unsigned long long)sg->numel);
+	for (int d = t->ndim - 1; d >= 0; d--) {
+		gstride[d] = s;
+		s *= (uint64_t)t->shape[d];
 	}
-	uint64_t whole = len / es;
-	if (whole && (rc = gather_elems(io, t, off / es, whole, dst, e)))
-		return rc;
-	dst += whole * es;
-	off += whole * es;
-	len -= whole * es;
-	if (len) {  /* a partial last element */
-		if ((rc = gather_elems(io, t, off / es, 1, tmp, e)))
+	/* the box is a sequence of runs contiguous in the source: dims after k
+	 * are full, dim k is partial (or k < 0: the whole tensor) */
+	for (k = t->ndim - 1; k >= 0 && sg->lo[k] == 0 && sg->hi[k] == t->shape[k]; k--)
+		run *= (uint64_t)t->shape[k];
+	if (k >= 0)
+		run *= (uint64_t)(sg->hi[k] - sg->lo[k]);
+	while (n > 0) {
+		if (run == 0)
+			return 0;
+		uint64_t r = first / run, o = first % run, start = 0;
+		/* run r -> outer index over dims < k, in the box */
+		for (int d = k - 1; d >= 0; d--) {
+			uint64_t ext = (uint64_t)(sg->hi[d] - sg->lo[d]);
+			start += ((uint64_t)sg->lo[d] + r % ext) * gstride[d];
+			r /= ext;
+		}
+		if (k >= 0)
+			start += (uint64_t)sg->lo[k] * gstride[k];
+		uint64_t take = run - o < n ? run - o : n;
+		if ((rc = ckpt_gather_elems(io, t, start + o, take, dst, e)))
 			return rc;
-		memcpy(dst, tmp, len);
+		dst += take * es;
+		first += take;
+		n -= take;
 	}
 	return 0;
 }

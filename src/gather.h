@@ -12,9 +12,16 @@
 #include "catalog.h"
 #include "chunkio.h"
 
-/* Copies bytes [off, off+len) of tensor t in C order into dst.  off and len
- * need not be element-aligned.  Thread-safe. */
-int ckpt_gather(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint64_t off,
-		uint64_t len, uint8_t *dst, struct ckpt_err *e);
+#include "view.h"
+
+/* Copies elements [first, first+n) of tensor t (its global C order) into
+ * dst, in t's dtype.  Thread-safe. */
+int ckpt_gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint64_t first,
+		      uint64_t n, uint8_t *dst, struct ckpt_err *e);
+
+/* Copies elements [first, first+n) of segment sg (the C order of its box)
+ * into dst, in the source tensor's dtype.  Thread-safe. */
+int ckpt_gather_box(struct ckpt_chunkio *io, const struct ckpt_segment *sg, uint64_t first,
+		    uint64_t n, uint8_t *dst, struct ckpt_err *e);
 
 #endif

@@ -4,7 +4,7 @@
 
 #include <inttypes.h>
 
-static const char *shape_str(const struct ckpt_tensor *t, char *buf, size_t n)
+static const char *shape_str(const struct ckpt_vtensor *t, char *buf, size_t n)
 {
 	size_t k = (size_t)snprintf(buf, n, "[");
 	for (int d = 0; d < t->ndim && k < n; d++)
@@ -45,10 +45,13 @@ void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int list_tensors)
 			for (size_t k = 0; k < l->f[i].next; k++) {
 				const struct ckpt_vtensor *t = l->f[i].ext[k].t;
 				char shape[512];
-				ckpt_print_line(fp, "  %s  %s %s  %zu chunk%s  %s  <- %s%s", t->name,
-						ckpt_dtype_st_code(t->dtype), shape_str(t->src, shape, sizeof(shape)),
-						t->src->nchunks, t->src->nchunks == 1 ? "" : "s", l->f[i].name,
-						t->src->name, t->src->holes ? "  (holes read as zeros)" : "");
+				const struct ckpt_tensor *src = t->seg[0].src;
+				ckpt_print_line(fp, "  %s  %s %s  %s  <- %s%s (%zu chunk%s)%s", t->name,
+						ckpt_dtype_st_code(t->dtype), shape_str(t, shape, sizeof(shape)),
+						l->f[i].name, src->name,
+						t->nseg > 1 ? " and more" : "", src->nchunks,
+						src->nchunks == 1 ? "" : "s",
+						src->holes ? "  (holes read as zeros)" : "");
 			}
 	}
 	if (g->view.nskipped) {

@@ -66,8 +66,8 @@ static int render_header(struct ckpt_vfile *f, struct ckpt_err *e)
 			rc = oom(e);
 			goto out;
 		}
-		for (int d = 0; d < t->src->ndim; d++)
-			json_array_append_new(shape, json_integer(t->src->shape[d]));
+		for (int d = 0; d < t->ndim; d++)
+			json_array_append_new(shape, json_integer(t->shape[d]));
 		json_array_append_new(offs, json_integer((json_int_t)pos));
 		json_array_append_new(offs, json_integer((json_int_t)(pos + t->nbytes)));
 		json_object_set_new(o, "dtype", json_string(ckpt_dtype_st_code(t->dtype)));

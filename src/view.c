@@ -70,6 +70,51 @@ static int add_skip(struct ckpt_view *v, const char *name, const char *why)
 	return 0;
 }
 
+struct ckpt_vtensor *ckpt_view_add(struct ckpt_view *v, const char *name, enum ckpt_dtype dtype,
+				   int ndim, const int64_t *shape)
+{
+	struct ckpt_vtensor *nt = realloc(v->t, (v->n + 1) * sizeof(*nt));
+	if (!nt)
+		return NULL;
+	v->t = nt;
+	struct ckpt_vtensor *t = &nt[v->n];
+	memset(t, 0, sizeof(*t));
+	if (!(t->name = strdup(name)))
+		return NULL;
+	v->n++;
+	t->dtype = dtype;
+	t->ndim = ndim;
+	t->numel = 1;
+	for (int d = 0; d < ndim; d++) {
+		t->shape[d] = shape[d];
+		t->numel *= (uint64_t)shape[d];
+	}
+	t->nbytes = t->numel * ckpt_dtype_size(dtype);
+	return t;
+}
+
+int ckpt_vtensor_add_box(struct ckpt_vtensor *t, struct ckpt_tensor *src, const int64_t *lo,
+			 const int64_t *hi)
+{
+	struct ckpt_segment *ns = realloc(t->seg, (t->nseg + 1) * sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	t->seg = ns;
+	struct ckpt_segment *sg = &ns[t->nseg];
+	memset(sg, 0, sizeof(*sg));
+	sg->src = src;
+	sg->numel = 1;
+	for (int d = 0; d < src->ndim; d++) {
+		sg->lo[d] = lo ? lo[d] : 0;
+		sg->hi[d] = hi ? hi[d] : src->shape[d];
+		if (sg->lo[d] < 0 || sg->lo[d] > sg->hi[d] || sg->hi[d] > src->shape[d])
+			return -EINVAL;
+		sg->numel *= (uint64_t)(sg->hi[d] - sg->lo[d]);
+	}
+	t->nseg++;
+	return 0;
+}
+
 static int cmp_vt(const void *a, const void *b)
 {
 	return ckpt_natcmp(((const struct ckpt_vtensor *)a)->name,
@@ -83,7 +128,9 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 	int rc = 0;
 
 	memset(v, 0, sizeof(*v));
-	if (!(v->t = calloc(c->ntensors ? c->ntensors : 1, sizeof(*v->t))))
+	struct ckpt_tensor **keep = calloc(c->ntensors ? c->ntensors : 1, sizeof(*keep));
+	size_t nkeep = 0;
+	if (!keep)
 		return ckpt_err_set(e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < c->nbytes && !rc; i++)
 		rc = add_skip(v, c->bytes[i], "non-tensor (bytes) entry");
@@ -98,36 +145,43 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 			rc = add_skip(v, t->name, why);
 			continue;
 		}
-		v->t[v->n++] = (struct ckpt_vtensor){ .src = t, .dtype = t->dtype, .nbytes = t->nbytes };
+		keep[nkeep++] = t;
 	}
 	if (rc)
 		goto fail;
 	/* one shared top-level wrapper, e.g. "model." */
-	if (!o->keep_all && v->n > 0) {
-		const char *first = v->t[0].src->name, *dot = strchr(first, '.');
+	if (!o->keep_all && nkeep > 0) {
+		const char *first = keep[0]->name, *dot = strchr(first, '.');
 		plen = dot ? (size_t)(dot - first) + 1 : 0;
-		for (size_t i = 1; i < v->n && plen; i++)
-			if (strncmp(v->t[i].src->name, first, plen) != 0)
+		for (size_t i = 1; i < nkeep && plen; i++)
+			if (strncmp(keep[i]->name, first, plen) != 0)
 				plen = 0;
 		if (plen && !(v->stripped = strndup(first, plen - 1)))
 			goto oom;
 	}
-	for (size_t i = 0; i < v->n; i++)
-		if (!(v->t[i].name = strdup(v->t[i].src->name + plen)))
+	for (size_t i = 0; i < nkeep; i++) {
+		struct ckpt_tensor *t = keep[i];
+		struct ckpt_vtensor *vt = ckpt_view_add(v, t->name + plen, t->dtype, t->ndim, t->shape);
+		if (!vt || ckpt_vtensor_add_box(vt, t, NULL, NULL))
 			goto oom;
+	}
+	free(keep);
 	qsort(v->t, v->n, sizeof(*v->t), cmp_vt);
 	return 0;
 oom:
 	rc = -ENOMEM;
 fail:
+	free(keep);
 	ckpt_view_free(v);
 	return ckpt_err_set(e, rc, "out of memory");
 }
 
 void ckpt_view_free(struct ckpt_view *v)
 {
-	for (size_t i = 0; i < v->n; i++)
+	for (size_t i = 0; i < v->n; i++) {
 		free(v->t[i].name);
+		free(v->t[i].seg);
+	}
 	for (size_t i = 0; i < v->nskipped; i++)
 		free(v->skipped[i]);
 	free(v->t);

@@ -1,11 +1,15 @@
-/* view.h - the view: which catalogue tensors are shown, under which names.
+/* view.h - the view: every output tensor with its name, served dtype, shape
+ * and recipe.  A recipe is a list of segments, each a box (index ranges per
+ * dimension) of one catalogue tensor; the output's elements are the segments'
+ * elements in C order, one after the other.  Renames, layer unstacking,
+ * splits, row permutations, trims and concatenations are all recipes of this
+ * kind, so they are served as byte ranges of the sources.
  *
- * The naming stage is one function (ckpt_view_build) so per-architecture
- * mapping can replace it later.  The default keeps model tensors only, drops
- * optimizer / scheduler / dataloader / train-state entries, TransformerEngine
- * _extra_state and FSDP1 _flat_param, and strips one top-level wrapper
- * ("model.") when every kept tensor shares it.  -o keep_all shows everything
- * under its raw name. */
+ * The naming stage is one function (ckpt_view_build).  The default keeps
+ * model tensors only, drops optimizer / scheduler / dataloader / train-state
+ * entries, TransformerEngine _extra_state and FSDP1 _flat_param, and strips
+ * one top-level wrapper ("model.") when every kept tensor shares it.
+ * -o keep_all shows everything under its raw name. */
 #ifndef CKPT_VIEW_H
 #define CKPT_VIEW_H
 
@@ -15,11 +19,20 @@
 #include "catalog.h"
 #include "opts.h"
 
+struct ckpt_segment {
+	struct ckpt_tensor *src;
+	int64_t lo[CKPT_MAXDIM], hi[CKPT_MAXDIM];  /* the box, in source coordinates */
+	uint64_t numel;
+};
+
 struct ckpt_vtensor {
 	char *name;                 /* output (HF) name */
-	struct ckpt_tensor *src;    /* whole source tensor, served as is */
-	enum ckpt_dtype dtype;
-	uint64_t nbytes;
+	enum ckpt_dtype dtype;      /* served dtype */
+	int ndim;
+	int64_t shape[CKPT_MAXDIM];
+	uint64_t numel, nbytes;
+	struct ckpt_segment *seg;   /* the recipe */
+	size_t nseg;
 };
 
 struct ckpt_view {
@@ -29,6 +42,16 @@ struct ckpt_view {
 	size_t nskipped;
 	char *stripped;             /* the wrapper prefix removed, or NULL */
 };
+
+/* Adds an output tensor with no segments yet; NULL when out of memory.
+ * The pointer stays valid until the next ckpt_view_add. */
+struct ckpt_vtensor *ckpt_view_add(struct ckpt_view *v, const char *name, enum ckpt_dtype dtype,
+				   int ndim, const int64_t *shape);
+
+/* Appends the box [lo, hi) of src to t's recipe.  lo/hi NULL means the
+ * whole tensor.  Returns 0, -EINVAL when the box leaves src, -ENOMEM. */
+int ckpt_vtensor_add_box(struct ckpt_vtensor *t, struct ckpt_tensor *src, const int64_t *lo,
+			 const int64_t *hi);
 
 /* Builds the view of catalogue c.  c must outlive the view. */
 int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ckpt_opts *o,

@@ -14,6 +14,7 @@
 #include "../../src/catalog.h"
 #include "../../src/chunkio.h"
 #include "../../src/gather.h"
+#include "../../src/serve.h"
 #include "tap.h"
 #include "torchsave.h"
 
@@ -99,6 +100,68 @@ static void add_item(struct buf *file, const int64_t *shape, int ndim, const str
 	free(item.p);
 }
 
+/* Random boxes of t, and a concatenation of two, served as one output tensor,
+ * against the same boxes cut from the expected image. */
+static void check_boxes(struct ckpt_chunkio *io, struct ckpt_tensor *t, const uint8_t *want,
+			const char *name)
+{
+	size_t es = ckpt_dtype_size(t->dtype);
+	unsigned seed = 777;
+	int bad = 0;
+
+	for (int r = 0; r < 40 && !bad && t->ndim > 0; r++) {
+		struct ckpt_view view = { 0 };
+		int64_t lo[2][4], hi[2][4], oshape[1];
+		uint64_t total = 0;
+		for (int b = 0; b < 2; b++)
+			for (int d = 0; d < t->ndim; d++) {
+				seed = seed * 1103515245u + 12345u;
+				lo[b][d] = (int64_t)((seed >> 8) % (uint64_t)t->shape[d]);
+				seed = seed * 1103515245u + 12345u;
+				hi[b][d] = lo[b][d] + 1 + (int64_t)((seed >> 8) % (uint64_t)(t->shape[d] - lo[b][d]));
+			}
+		uint8_t *exp = malloc(t->nbytes * 2 + 16), *got = malloc(t->nbytes * 2 + 16);
+		for (int b = 0; b < 2; b++) {
+			int64_t idx[4] = { 0 };
+			for (int d = 0; d < t->ndim; d++)
+				idx[d] = lo[b][d];
+			for (;;) {
+				uint64_t g = 0;
+				for (int d = 0; d < t->ndim; d++)
+					g = g * (uint64_t)t->shape[d] + (uint64_t)idx[d];
+				memcpy(exp + total * es, want + g * es, es);
+				total++;
+				int d = t->ndim - 1;
+				while (d >= 0 && ++idx[d] == hi[b][d]) {
+					idx[d] = lo[b][d];
+					d--;
+				}
+				if (d < 0)
+					break;
+			}
+		}
+		oshape[0] = (int64_t)total;
+		struct ckpt_vtensor *vt = ckpt_view_add(&view, "box", t->dtype, 1, oshape);
+		struct ckpt_err e = { 0 };
+		if (ckpt_vtensor_add_box(vt, t, lo[0], hi[0]) || ckpt_vtensor_add_box(vt, t, lo[1], hi[1]) ||
+		    ckpt_serve(io, vt, 0, vt->nbytes, got, &e) || memcmp(got, exp, vt->nbytes) != 0) {
+			bad = 1;
+			printf("# box mismatch in round %d (%s)\n", r, e.msg);
+		}
+		/* an unaligned middle range */
+		uint64_t off = vt->nbytes / 3, len = vt->nbytes / 2;
+		if (!bad && (ckpt_serve(io, vt, off, len, got, &e) || memcmp(got, exp + off, len) != 0)) {
+			bad = 1;
+			printf("# box range mismatch in round %d (%s)\n", r, e.msg);
+		}
+		ckpt_view_free(&view);
+		free(exp);
+		free(got);
+	}
+	if (t->ndim > 0)
+		ok(!bad, "%s: 40 random pairs of boxes served as one tensor match", name);
+}
+
 static void run_case(const char *name, enum ckpt_dtype dt, int ndim, const int64_t *shape,
 		     const struct cspec *specs, size_t nspec, int holes)
 {
@@ -163,7 +226,10 @@ static void run_case(const char *name, enum ckpt_dtype dt, int ndim, const int64
 	}
 	struct ckpt_chunkio *io;
 	ckpt_chunkio_new(&io, &cat, 1 << 20);
-	rc = ckpt_gather(io, &t, 0, t.nbytes, got, &e);
+	struct ckpt_view view = { 0 };
+	struct ckpt_vtensor *vt = ckpt_view_add(&view, name, dt, ndim, shape);
+	ckpt_vtensor_add_box(vt, &t, NULL, NULL);
+	rc = ckpt_serve(io, vt, 0, t.nbytes, got, &e);
 	ok(rc == 0 && memcmp(got, want, t.nbytes) == 0, "%s: whole tensor equals the expected image (%s)",
 	   name, e.msg);
 	int bad = 0;
@@ -174,7 +240,7 @@ static void run_case(const char *name, enum ckpt_dtype dt, int ndim, const int64
 		seed = seed * 1103515245u + 12345u;
 		uint64_t len = t.nbytes ? (seed >> 8) % (t.nbytes - off + 1) : 0;
 		memset(got, 0xAB, len);
-		if (ckpt_gather(io, &t, off, len, got, &e) || memcmp(got, want + off, len) != 0) {
+		if (ckpt_serve(io, vt, off, len, got, &e) || memcmp(got, want + off, len) != 0) {
 			bad = 1;
 			printf("# mismatch at off %llu len %llu\n", (unsigned long long)off,
 			       (unsigned long long)len);
@@ -182,8 +248,10 @@ static void run_case(const char *name, enum ckpt_dtype dt, int ndim, const int64
 	}
 	ok(!bad, "%s: 300 random unaligned byte ranges match", name);
 	ckpt_err_clear(&e);
-	ok(ckpt_gather(io, &t, t.nbytes, 1, got, &e) == -EINVAL, "%s: reading past the end is refused",
+	ok(ckpt_serve(io, vt, t.nbytes, 1, got, &e) == -EINVAL, "%s: reading past the end is refused",
 	   name);
+	check_boxes(io, &t, want, name);
+	ckpt_view_free(&view);
 	ckpt_chunkio_free(io);
 	free(want);
 	free(got);
