@@ -11,7 +11,8 @@
  * progress bar when stderr is a terminal.  Returns 0 or -errno with a message in e. */
 int ckpt_export(struct ckpt_engine *g, const char *out, int progress, struct ckpt_err *e);
 
-/* Prints what the mount would show.  With list_tensors, one line per tensor. */
-void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int list_tensors);
+/* Prints what the mount would show.  detail 1: one line per tensor; 2: also
+ * the recipe of each (only of the tensor called only, when not NULL). */
+void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int detail, const char *only);
 
 #endif

@@ -3,6 +3,7 @@
 #include "frontends.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 static const char *shape_str(const struct ckpt_vtensor *t, char *buf, size_t n)
 {
@@ -14,7 +15,30 @@ static const char *shape_str(const struct ckpt_vtensor *t, char *buf, size_t n)
 	return buf;
 }
 
-void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int list_tensors)
+/* One line per segment run: consecutive segments of the same source that
+ * differ only in the first partial dimension are folded into one line. */
+static void explain(FILE *fp, const struct ckpt_vtensor *t)
+{
+	for (size_t i = 0; i < t->nseg;) {
+		const struct ckpt_segment *s = &t->seg[i];
+		size_t j = i + 1;
+		while (j < t->nseg && t->seg[j].src == s->src)
+			j++;
+		char box[1024];
+		size_t k = 0;
+		for (int d = 0; d < s->src->ndim && k < sizeof(box); d++)
+			k += (size_t)snprintf(box + k, sizeof(box) - k, "%s%lld:%lld", d ? ", " : "",
+					      (long long)s->lo[d], (long long)s->hi[d]);
+		if (j - i == 1)
+			ckpt_print_line(fp, "      %s[%s]", s->src->name, box);
+		else
+			ckpt_print_line(fp, "      %s[%s] and %zu more boxes of it (%s)", s->src->name, box,
+					j - i - 1, "row groups or a row permutation");
+		i = j;
+	}
+}
+
+void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int detail, const char *only)
 {
 	const struct ckpt_catalog *c = &g->cat;
 	const struct ckpt_layout *l = &g->layout;
@@ -29,6 +53,8 @@ void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int list_tensors)
 	ckpt_print_line(fp, "shown: %zu tensors, %" PRIu64 " bytes%s%s%s", g->view.n, l->tensor_bytes,
 			g->view.stripped ? " (wrapper '" : "", g->view.stripped ? g->view.stripped : "",
 			g->view.stripped ? ".' stripped from every name)" : "");
+	if (g->view.mapping)
+		ckpt_print_line(fp, "mapping: %s", g->view.mapping);
 	fprintf(fp, "files:\n");
 	for (size_t i = 0; i < l->n; i++) {
 		const struct ckpt_vfile *f = &l->f[i];
@@ -39,11 +65,13 @@ void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int list_tensors)
 			snprintf(what, sizeof(what), "  (asset)");
 		ckpt_print_line(fp, "  %-40s %14" PRIu64 " bytes%s", f->name, f->size, what);
 	}
-	if (list_tensors) {
+	if (detail) {
 		fprintf(fp, "tensors:\n");
 		for (size_t i = 0; i < l->nweights; i++)
 			for (size_t k = 0; k < l->f[i].next; k++) {
 				const struct ckpt_vtensor *t = l->f[i].ext[k].t;
+				if (only && strcmp(only, t->name) != 0)
+					continue;
 				char shape[512];
 				const struct ckpt_tensor *src = t->seg[0].src;
 				ckpt_print_line(fp, "  %s  %s %s  %s  <- %s%s (%zu chunk%s)%s", t->name,
@@ -52,6 +80,8 @@ void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int list_tensors)
 						t->nseg > 1 ? " and more" : "", src->nchunks,
 						src->nchunks == 1 ? "" : "s",
 						src->holes ? "  (holes read as zeros)" : "");
+				if (detail > 1)
+					explain(fp, t);
 			}
 	}
 	if (g->view.nskipped) {

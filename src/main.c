@@ -19,6 +19,9 @@ struct cli {
 	char *max_shard_size;
 	char *cache_size;
 	char *assets;
+	char *mapping;
+	char *mapping_strict;
+	char *explain;
 	int allow_holes;
 	int keep_all;
 	int help;
@@ -38,9 +41,13 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("max_shard_size=%s", max_shard_size, 0),
 	CLI_OPT("cache_size=%s", cache_size, 0),
 	CLI_OPT("assets=%s", assets, 0),
+	CLI_OPT("mapping=%s", mapping, 0),
+	CLI_OPT("mapping_strict=%s", mapping_strict, 0),
+	CLI_OPT("--explain=%s", explain, 0),
 	CLI_OPT("allow_holes", allow_holes, 1),
 	CLI_OPT("keep_all", keep_all, 1),
 	CLI_OPT("--tensors", tensors, 1),
+	CLI_OPT("--explain", tensors, 2),
 	CLI_OPT("-q", quiet, 1),
 	CLI_OPT("--quiet", quiet, 1),
 	CLI_OPT("-h", help, 1),
@@ -68,7 +75,7 @@ static void usage(FILE *fp)
 {
 	fprintf(fp,
 "usage: ckptfs SRC MOUNTPOINT [-f] [-s] [-o OPTION[,OPTION...]]\n"
-"       ckptfs inspect SRC [--tensors] [-o OPTION...]\n"
+"       ckptfs inspect SRC [--tensors|--explain[=NAME]] [-o OPTION...]\n"
 "       ckptfs export SRC OUTDIR [-q] [-o OPTION...]\n"
 "\n"
 "Shows a PyTorch Distributed Checkpoint (DCP) directory as a read-only\n"
@@ -80,12 +87,20 @@ static void usage(FILE *fp)
 "                         non-weight files, byte for byte\n"
 "  -o max_shard_size=N    tensor bytes per safetensors file (default 5GB;\n"
 "                         suffixes KB MB GB TB and KiB MiB GiB TiB)\n"
+"  -o mapping=auto|none|FILE\n"
+"                         name and layout mapping: auto (default) picks a rule\n"
+"                         file from the installed mapping/ directory by the\n"
+"                         checkpoint's keys and the assets' config.json; none\n"
+"                         keeps DCP names; FILE is a rule file of your own\n"
+"  -o mapping_strict=0    leave out (and list) source tensors no rule matches\n"
+"                         instead of refusing the checkpoint\n"
 "  -o keep_all            show every tensor under its raw DCP name\n"
 "                         (optimizer state included)\n"
 "  -o allow_holes         zero-fill regions no chunk covers (with a warning)\n"
 "                         instead of refusing the checkpoint\n"
 "  -o cache_size=N        memory for compressed and strided items (default 1GiB)\n"
 "  --tensors              inspect: list every tensor\n"
+"  --explain[=NAME]       inspect: how each output tensor (or NAME) is made\n"
 "  -q, --quiet            export: no progress bar\n"
 "\n"
 "mount options (libfuse): -f foreground, -s single-threaded, -d debug,\n"
@@ -127,6 +142,14 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 	o->allow_holes = c->allow_holes;
 	o->keep_all = c->keep_all;
 	o->assets = c->assets;
+	o->mapping = c->mapping;
+	if (c->mapping_strict) {
+		if (strcmp(c->mapping_strict, "0") && strcmp(c->mapping_strict, "1")) {
+			fprintf(stderr, "ckptfs: -o mapping_strict=%s: expected 0 or 1\n", c->mapping_strict);
+			return -EINVAL;
+		}
+		o->mapping_lax = c->mapping_strict[0] == '0';
+	}
 	o->max_shard_size = CKPT_DEFAULT_MAX_SHARD;
 	if (c->max_shard_size && (parse_size(c->max_shard_size, &o->max_shard_size) ||
 				  o->max_shard_size == 0)) {
@@ -155,6 +178,9 @@ static void free_cli(struct cli *c)
 	free(c->max_shard_size);
 	free(c->cache_size);
 	free(c->assets);
+	free(c->mapping);
+	free(c->mapping_strict);
+	free(c->explain);
 	for (int i = 0; i < c->npos; i++)
 		free(c->pos[i]);
 }
@@ -190,7 +216,7 @@ static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
 	if ((rc = open_engine(&g, c->pos[0], c)))
 		return rc;
 	if (want == 1) {
-		ckpt_inspect(&g, stdout, c->tensors);
+		ckpt_inspect(&g, stdout, c->explain ? 2 : c->tensors, c->explain);
 	} else {
 		struct ckpt_err e = { 0 };
 		if (ckpt_export(&g, c->pos[1], !c->quiet, &e)) {

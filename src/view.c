@@ -3,9 +3,15 @@
 #include "view.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "dirlist.h"
+#include "mapping.h"
 
 int ckpt_natcmp(const char *a, const char *b)
 {
@@ -115,6 +121,85 @@ int ckpt_vtensor_add_box(struct ckpt_vtensor *t, struct ckpt_tensor *src, const 
 	return 0;
 }
 
+const char *ckpt_mapping_dir(void)
+{
+	static char dir[PATH_MAX + 32];
+	const char *env = getenv("CKPTFS_MAPPING_DIR");
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	if (env && *env)
+		return env;
+	if (access(CKPTFS_PKGDATADIR "/mapping", F_OK) == 0)
+		return CKPTFS_PKGDATADIR "/mapping";
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			/* src/ckptfs or src/.libs/ckptfs in the build tree */
+			snprintf(dir, sizeof(dir), "%s/../mapping", exe);
+			if (access(dir, F_OK) == 0)
+				return dir;
+			snprintf(dir, sizeof(dir), "%s/../../mapping", exe);
+			if (access(dir, F_OK) == 0)
+				return dir;
+		}
+	}
+	return CKPTFS_PKGDATADIR "/mapping";
+}
+
+static int is_json(const char *n)
+{
+	size_t l = strlen(n);
+	return n[0] != '.' && l > 5 && !strcmp(n + l - 5, ".json");
+}
+
+/* Picks the mapping for these names: -o mapping=FILE, or the detected rule
+ * file with the highest priority (auto).  *out stays NULL when none fits. */
+static int choose_mapping(struct ckpt_mapping **out, const struct ckpt_opts *o, json_t *config,
+			  struct ckpt_tensor *const *src, char *const *names, size_t n,
+			  const char *ckpt_dir, struct ckpt_err *e)
+{
+	const char *dir = ckpt_mapping_dir();
+	char **files, path[PATH_MAX];
+	size_t nf;
+	int best = INT_MIN, rc;
+
+	*out = NULL;
+	if (o->mapping && strcmp(o->mapping, "auto") != 0)
+		return ckpt_mapping_load(out, o->mapping, config, e);
+	if (ckpt_dir_list(dir, is_json, &files, &nf))
+		return 0;  /* no rule files installed: raw names */
+	for (size_t i = 0; i < nf; i++) {
+		struct ckpt_mapping *m;
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if ((rc = ckpt_mapping_load(&m, path, config, e))) {
+			ckpt_names_free(files, nf);
+			return rc;
+		}
+		int prio = ckpt_mapping_priority(m);
+		if (ckpt_mapping_detect(m, src, names, n, ckpt_dir) && prio > best) {
+			ckpt_mapping_free(*out);
+			*out = m;
+			best = prio;
+		} else {
+			ckpt_mapping_free(m);
+		}
+	}
+	ckpt_names_free(files, nf);
+	return 0;
+}
+
+static json_t *load_config(const char *assets)
+{
+	char path[PATH_MAX];
+	if (!assets)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/config.json", assets);
+	return json_load_file(path, 0, NULL);
+}
+
 static int cmp_vt(const void *a, const void *b)
 {
 	return ckpt_natcmp(((const struct ckpt_vtensor *)a)->name,
@@ -159,13 +244,35 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 		if (plen && !(v->stripped = strndup(first, plen - 1)))
 			goto oom;
 	}
-	for (size_t i = 0; i < nkeep; i++) {
-		struct ckpt_tensor *t = keep[i];
-		struct ckpt_vtensor *vt = ckpt_view_add(v, t->name + plen, t->dtype, t->ndim, t->shape);
-		if (!vt || ckpt_vtensor_add_box(vt, t, NULL, NULL))
-			goto oom;
+	char **names = calloc(nkeep ? nkeep : 1, sizeof(*names));
+	if (!names)
+		goto oom;
+	for (size_t i = 0; i < nkeep; i++)
+		names[i] = keep[i]->name + plen;
+	struct ckpt_mapping *m = NULL;
+	json_t *config = load_config(o->assets);
+	if (!o->keep_all && !(o->mapping && !strcmp(o->mapping, "none")))
+		rc = choose_mapping(&m, o, config, keep, names, nkeep, c->realdir, e);
+	if (!rc && m) {
+		if (!(v->mapping = strdup(ckpt_mapping_name(m))))
+			rc = -ENOMEM;
+		else
+			rc = ckpt_mapping_apply(m, v, keep, names, nkeep, !o->mapping_lax, e);
 	}
+	for (size_t i = 0; i < nkeep && !rc && !m; i++) {
+		struct ckpt_tensor *t = keep[i];
+		struct ckpt_vtensor *vt = ckpt_view_add(v, names[i], t->dtype, t->ndim, t->shape);
+		if (!vt || ckpt_vtensor_add_box(vt, t, NULL, NULL))
+			rc = -ENOMEM;
+	}
+	ckpt_mapping_free(m);
+	json_decref(config);
+	free(names);
 	free(keep);
+	if (rc) {
+		ckpt_view_free(v);
+		return rc == -ENOMEM ? ckpt_err_set(e, rc, "out of memory") : rc;
+	}
 	qsort(v->t, v->n, sizeof(*v->t), cmp_vt);
 	return 0;
 oom:
@@ -187,5 +294,6 @@ void ckpt_view_free(struct ckpt_view *v)
 	free(v->t);
 	free(v->skipped);
 	free(v->stripped);
+	free(v->mapping);
 	memset(v, 0, sizeof(*v));
 }

@@ -41,7 +41,12 @@ struct ckpt_view {
 	char **skipped;             /* "name: reason" for every left-out entry */
 	size_t nskipped;
 	char *stripped;             /* the wrapper prefix removed, or NULL */
+	char *mapping;              /* name of the mapping applied, or NULL */
 };
+
+/* The directory of the shipped rule files: $CKPTFS_MAPPING_DIR, else the
+ * installed one, else ../mapping next to the executable (source tree). */
+const char *ckpt_mapping_dir(void);
 
 /* Adds an output tensor with no segments yet; NULL when out of memory.
  * The pointer stays valid until the next ckpt_view_add. */

@@ -7,9 +7,9 @@ For each DCP fixture directory, runs `CKPTFS_BINARY export FIXTURE_DIR OUT`
 (OUT is a fresh, empty, existing directory), then checks every output
 safetensors file against dcp_ref: tensor names (default naming rule), dtype
 codes, shapes and raw bytes, plus model.safetensors.index.json when present.
-Each fixture is exported three ways: with the defaults, with -o keep_all
-(every tensor under its raw DCP name) and with -o max_shard_size=4KB (several
-shards and an index).
+Each fixture is exported four ways: with the defaults, with -o keep_all
+(every tensor under its raw DCP name), with -o mapping=none (no name mapping)
+and with -o max_shard_size=4KB (several shards and an index).
 When both torch and safetensors are importable, each file is also loaded with
 safetensors.torch.load_file and compared byte for byte.
 
@@ -46,7 +46,7 @@ def _torch_bytes(path):
 
 def check_output(outdir, ref, expected):
     """Return a list of failure messages (empty when the output matches);
-    expected maps output names to reference fqns."""
+    expected maps output names to RefTensor-like (dtype, shape, data)."""
     errs = []
     files = sorted(f for f in os.listdir(outdir) if f.endswith(".safetensors"))
     if not files:
@@ -80,7 +80,7 @@ def check_output(outdir, ref, expected):
         errs.append(f"unexpected tensors: {extra}")
 
     for name in sorted(set(expected) & set(got)):
-        r = ref.tensors[expected[name]]
+        r = expected[name]
         dt, shape, data = got[name]
         want_dt = dcp_ref.safetensors_dtype(r.dtype)
         if dt != want_dt:
@@ -103,7 +103,7 @@ def check_output(outdir, ref, expected):
             errs.append(f"{f}: safetensors.torch.load_file failed: {e}")
             continue
         for name, data in (tb or {}).items():
-            if name in expected and data != ref.tensors[expected[name]].data:
+            if name in expected and data != expected[name].data:
                 errs.append(f"{name}: bytes from safetensors.torch differ from reference")
     return errs
 
@@ -132,16 +132,48 @@ def _check_index(path, got, where, files):
     return errs
 
 
-def keep_all_names(tensors):
+def keep_all_names(ref, fixture):
     """-o keep_all: every tensor with a safetensors dtype, raw name."""
-    return {n: n for n, t in tensors.items() if dcp_ref.safetensors_dtype(t.dtype)}
+    return {n: t for n, t in ref.tensors.items() if dcp_ref.safetensors_dtype(t.dtype)}
+
+
+def raw_names(ref, fixture):
+    """-o mapping=none: the default naming rule only."""
+    return {out: ref.tensors[fqn] for out, fqn in dcp_ref.default_names(ref.tensors).items()}
+
+
+def unstack_layers(t, i):
+    """Index i of the leading axis of a reference tensor."""
+    per = len(t.data) // t.shape[0]
+    return dcp_ref.RefTensor(t.dtype, tuple(t.shape[1:]), t.data[i * per:(i + 1) * per])
+
+
+def default_view(ref, fixture):
+    """What ckptfs shows by default: raw names, except that a Megatron-Core
+    checkpoint (metadata.json beside .metadata) without a model config gets
+    its stacked layer axis unstacked, decoder.layers.<p> -> decoder.layers.{i}.<p>,
+    and its TransformerEngine _extra_state dropped (mapping/megatron-layers.json)."""
+    names = raw_names(ref, fixture)
+    if not os.path.exists(os.path.join(fixture, "metadata.json")):
+        return names
+    out = {}
+    for name, t in names.items():
+        if "_extra_state" in name:
+            continue
+        if name.startswith("decoder.layers.") and not name[len("decoder.layers."):][:1].isdigit():
+            rest = name[len("decoder.layers."):]
+            for i in range(t.shape[0]):
+                out[f"decoder.layers.{i}.{rest}"] = unstack_layers(t, i)
+        else:
+            out[name] = t
+    return out
 
 
 VARIANTS = [
-    ("defaults", [], lambda ref: dcp_ref.default_names(ref.tensors)),
-    ("keep_all", ["-o", "keep_all"], lambda ref: keep_all_names(ref.tensors)),
-    ("max_shard_size=4KB", ["-o", "max_shard_size=4KB"],
-     lambda ref: dcp_ref.default_names(ref.tensors)),
+    ("defaults", [], default_view),
+    ("keep_all", ["-o", "keep_all"], keep_all_names),
+    ("mapping=none", ["-o", "mapping=none"], raw_names),
+    ("max_shard_size=4KB", ["-o", "max_shard_size=4KB"], default_view),
 ]
 
 
@@ -164,7 +196,7 @@ def run_one(binary, fixture, opts, names):
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-10:]
             return "not ok", [f"export exited with status {proc.returncode}"] + tail
-        errs = check_output(out, ref, names(ref))
+        errs = check_output(out, ref, names(ref, fixture))
     return ("not ok", errs) if errs else ("ok", [])
 
 

@@ -1,0 +1,81 @@
+/* convert.h - dtype conversion of tensor bytes on read (fp32 -> bf16 and
+ * friends), bit-identical to PyTorch's CPU `tensor.to(dtype)`.
+ *
+ * Supported pairs: F32->BF16, F32->F16, BF16->F32, F16->F32, F64->F32,
+ * F64->BF16, F64->F16, BF16->F16, F16->BF16, plus identity copies of
+ * F64, F32, F16 and BF16.  Data is little-endian, as on the host.
+ *
+ * Semantics, checked against torch 2.15 on x86-64 (AVX-512 build) by
+ * tests/unit/gen_convert_vectors.py:
+ *
+ *  - Rounding is IEEE round-to-nearest-even; subnormals are kept, never
+ *    flushed, on input and output; values past the largest finite target
+ *    value (after rounding) become +-inf; +-inf and +-0 are kept.
+ *  - F64 -> BF16 and F64 -> F16 round twice, F64 -> F32 first and then
+ *    F32 -> target, as torch does (1 + 2^-8 + 2^-30 gives bf16 1.0, not the
+ *    correctly rounded 1.0078125).
+ *  - BF16 -> F16 and F16 -> BF16 go through the exact F32 value.
+ *  - BF16 -> F32 and F16 -> F32 are exact.
+ *
+ * NaN policy: the bit pattern that torch's vectorised CPU path produces for
+ * a large contiguous tensor, i.e. `t.contiguous().to(dtype)` with the tensor
+ * covering whole SIMD vectors:
+ *
+ *  - F32 -> BF16 and F64 -> BF16: every NaN becomes 0xFFFF (ATen's
+ *    cvtfp32_bf16 blend).  Torch's scalar path (strided tensors, 0-dim
+ *    tensors, and for F64 the last < 16 elements of each thread's chunk)
+ *    gives 0x7FC0 instead.
+ *  - F16 -> BF16: every NaN becomes 0x7FC0 (torch uses the scalar c10
+ *    rounding here even for contiguous tensors).
+ *  - -> F16 (from F32, F64, BF16): the sign is kept, the NaN is made quiet
+ *    and the top 10 payload bits of the F32 value are kept:
+ *    sign | 0x7E00 | (f32 mantissa >> 13) (vcvtps2ph).
+ *  - F64 -> F32: sign | 0x7FC00000 | (f64 mantissa >> 29) (vcvtpd2ps).
+ *  - F16 -> F32: sign | 0x7FC00000 | (f16 mantissa << 13) (vcvtph2ps).  Torch
+ *    gives 0x7FFFFFFF for the last < 16 elements of each thread's chunk.
+ *  - BF16 -> F32: the bits shifted left by 16, signalling NaNs included.
+ *  - Identity copies keep every bit.
+ *
+ * The fast kernels assume the default floating-point environment (no
+ * flush-to-zero / denormals-are-zero, round-to-nearest), which holds unless
+ * the process was linked with -ffast-math.  The reference uses integer
+ * arithmetic only.
+ */
+#ifndef CKPT_CONVERT_H
+#define CKPT_CONVERT_H
+
+#include <stddef.h>
+
+#include "dtype.h"
+
+/* Whether ckptfs can convert from -> to: F64, F32, F16 and BF16 sources;
+ * F32, F16 and BF16 targets; from == to (one of those four) is a copy.
+ * Pure. */
+int ckpt_convert_supported(enum ckpt_dtype from, enum ckpt_dtype to);
+
+/* Converts n elements from src to dst, exactly as torch's CPU
+ * tensor.to(dtype) does (see the NaN policy above).  src and dst must not
+ * overlap; neither needs any alignment.  Uses the fastest kernel this CPU
+ * supports.  Thread-safe, allocates nothing, no global state besides a
+ * one-time CPU feature detection.  For a pair ckpt_convert_supported()
+ * refuses, nothing is written. */
+void ckpt_convert(enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst, size_t n);
+
+/* The scalar reference (integer arithmetic only), same contract as
+ * ckpt_convert; the fast kernels agree with it bit for bit. */
+void ckpt_convert_ref(enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst, size_t n);
+
+/* Name of the kernel ckpt_convert uses for (from, to) on this CPU:
+ * "avx512", "avx2+f16c", "generic" (portable C the compiler vectorises),
+ * "scalar", "memcpy", or "unsupported".  Static string. */
+const char *ckpt_convert_kernel(enum ckpt_dtype from, enum ckpt_dtype to);
+
+/* For tests and benchmarks: converts like ckpt_convert but with kernel tier
+ * `tier` (0 = generic, 1 = avx2+f16c, 2 = avx512) instead of the best one.
+ * Returns the kernel name as ckpt_convert_kernel() would, or NULL (writing
+ * nothing) when the pair is unsupported or the tier does not exist or does
+ * not run on this CPU. */
+const char *ckpt__convert_tier(int tier, enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst,
+			       size_t n);
+
+#endif

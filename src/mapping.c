@@ -1,0 +1,622 @@
+/* mapping.c - see mapping.h. */
+#include "config.h"
+#include "mapping.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "expr.h"
+
+#define MAX_NAME 1024
+
+struct mrule {
+	regex_t re;
+	json_t *j;          /* the rule object (borrowed from root) */
+	int drop;
+	size_t nunstack;
+};
+
+struct ckpt_mapping {
+	char *path;
+	json_t *root;
+	json_t *config;     /* borrowed */
+	struct mrule *r;
+	size_t n;
+};
+
+/* Expression environment for one source tensor. */
+struct env {
+	const struct ckpt_mapping *m;
+	const char *name;
+	const regmatch_t *pm;
+	const char *vars[4];
+	int64_t vals[4];
+	int nvars;
+	int depth;
+	struct ckpt_err *e;
+};
+
+static int lookup(void *ctx, const char *s, size_t len, int64_t *out);
+
+static int eval(struct env *env, json_t *expr, int64_t *out, const char *what)
+{
+	if (json_is_integer(expr)) {
+		*out = json_integer_value(expr);
+		return 0;
+	}
+	if (json_is_boolean(expr)) {
+		*out = json_is_true(expr);
+		return 0;
+	}
+	if (!json_is_string(expr))
+		return ckpt_err_set(env->e, -EINVAL, "%s: %s must be an integer or an expression string",
+				    env->m->path, what);
+	int rc = ckpt_expr_eval(json_string_value(expr), lookup, env, out, env->e);
+	if (rc)
+		ckpt_err_prefix(env->e, "%s: %s (source '%s')", env->m->path, what, env->name);
+	return rc;
+}
+
+static int lookup(void *ctx, const char *s, size_t len, int64_t *out)
+{
+	struct env *env = ctx;
+	char key[128];
+	json_t *v;
+
+	if (len >= sizeof(key))
+		return -ENOENT;
+	memcpy(key, s, len);
+	key[len] = '\0';
+	if (key[0] == '$') {  /* capture $N as an integer */
+		int n = atoi(key + 1);
+		if (n < 1 || n > 9 || !env->pm || env->pm[n].rm_so < 0)
+			return -ENOENT;
+		char *end;
+		const char *p = env->name + env->pm[n].rm_so;
+		long long val = strtoll(p, &end, 10);
+		if (end != env->name + env->pm[n].rm_eo || end == p)
+			return -ENOENT;
+		*out = val;
+		return 0;
+	}
+	for (int i = 0; i < env->nvars; i++)
+		if (!strcmp(env->vars[i], key)) {
+			*out = env->vals[i];
+			return 0;
+		}
+	json_t *params = json_object_get(env->m->root, "params");
+	if ((v = json_object_get(params, key)) && env->depth < 16) {
+		struct ckpt_err scratch = { 0 };
+		struct ckpt_err *saved = env->e;
+		env->depth++;
+		env->e = &scratch;
+		int rc = eval(env, v, out, key);
+		env->e = saved;
+		env->depth--;
+		return rc ? -ENOENT : 0;
+	}
+	if ((v = json_object_get(env->m->config, key)) ||
+	    (v = json_object_get(json_object_get(env->m->config, "text_config"), key))) {
+		if (json_is_integer(v)) {
+			*out = json_integer_value(v);
+			return 0;
+		}
+		if (json_is_boolean(v)) {
+			*out = json_is_true(v);
+			return 0;
+		}
+		if (json_is_null(v))
+			return -ENOENT;
+	}
+	if (!strcmp(key, "true") || !strcmp(key, "false")) {
+		*out = key[0] == 't';
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* Renders a name template: {$N} inserts capture N as text, {expr} an integer. */
+static int render(struct env *env, const char *tmpl, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (const char *p = tmpl; *p;) {
+		if (*p != '{') {
+			if (n + 1 >= cap)
+				goto long_name;
+			out[n++] = *p++;
+			continue;
+		}
+		const char *close = strchr(p, '}');
+		if (!close)
+			return ckpt_err_set(env->e, -EINVAL, "%s: template '%s': unclosed '{'",
+					    env->m->path, tmpl);
+		char inner[256];
+		size_t il = (size_t)(close - p - 1);
+		if (il >= sizeof(inner))
+			return ckpt_err_set(env->e, -EINVAL, "%s: template '%s': expression too long",
+					    env->m->path, tmpl);
+		memcpy(inner, p + 1, il);
+		inner[il] = '\0';
+		int k;
+		char tail;
+		if (sscanf(inner, "$%d%c", &k, &tail) == 1 && k >= 1 && k <= 9 && env->pm &&
+		    env->pm[k].rm_so >= 0) {
+			size_t cl = (size_t)(env->pm[k].rm_eo - env->pm[k].rm_so);
+			if (n + cl >= cap)
+				goto long_name;
+			memcpy(out + n, env->name + env->pm[k].rm_so, cl);
+			n += cl;
+		} else {
+			int64_t v;
+			json_t *js = json_string(inner);
+			int rc = eval(env, js, &v, "name template");
+			json_decref(js);
+			if (rc)
+				return rc;
+			int w = snprintf(out + n, cap - n, "%lld", (long long)v);
+			if (w < 0 || (size_t)w >= cap - n)
+				goto long_name;
+			n += (size_t)w;
+		}
+		p = close + 1;
+	}
+	out[n] = '\0';
+	return 0;
+long_name:
+	return ckpt_err_set(env->e, -ENAMETOOLONG, "%s: template '%s' makes a name that is too long",
+			    env->m->path, tmpl);
+}
+
+int ckpt_mapping_load(struct ckpt_mapping **out, const char *path, void *config,
+		      struct ckpt_err *e)
+{
+	json_error_t je;
+	struct ckpt_mapping *m = calloc(1, sizeof(*m));
+	int rc = 0;
+
+	*out = NULL;
+	if (!m || !(m->path = strdup(path))) {
+		free(m);
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	}
+	m->config = config;
+	if (!(m->root = json_load_file(path, JSON_REJECT_DUPLICATES, &je))) {
+		rc = ckpt_err_set(e, -EINVAL, "%s: line %d: %s", path, je.line, je.text);
+		goto fail;
+	}
+	json_t *rules = json_object_get(m->root, "rules");
+	if (!json_is_array(rules) || !json_array_size(rules)) {
+		rc = ckpt_err_set(e, -EINVAL, "%s: expected a non-empty \"rules\" list", path);
+		goto fail;
+	}
+	m->r = calloc(json_array_size(rules), sizeof(*m->r));
+	if (!m->r) {
+		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < json_array_size(rules); i++) {
+		json_t *r = json_array_get(rules, i);
+		const char *match = json_string_value(json_object_get(r, "match"));
+		if (!json_is_object(r) || !match) {
+			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu has no \"match\" regex", path, i);
+			goto fail;
+		}
+		int rr = regcomp(&m->r[i].re, match, REG_EXTENDED);
+		if (rr) {
+			char buf[256];
+			regerror(rr, &m->r[i].re, buf, sizeof(buf));
+			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu: bad regex '%s': %s", path, i, match, buf);
+			goto fail;
+		}
+		m->n++;
+		m->r[i].j = r;
+		m->r[i].drop = json_is_true(json_object_get(r, "drop"));
+		json_t *un = json_object_get(r, "unstack");
+		if (un && (!json_is_array(un) || json_array_size(un) > 4)) {
+			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu: \"unstack\" must list up to 4 variable "
+					  "names", path, i);
+			goto fail;
+		}
+		m->r[i].nunstack = un ? json_array_size(un) : 0;
+		if (!m->r[i].drop && !json_object_get(r, "out") && !json_is_array(json_object_get(r, "outputs"))) {
+			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu ('%s') has neither \"drop\", \"out\" nor "
+					  "\"outputs\"", path, i, match);
+			goto fail;
+		}
+	}
+	*out = m;
+	return 0;
+fail:
+	ckpt_mapping_free(m);
+	return rc;
+}
+
+void ckpt_mapping_free(struct ckpt_mapping *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		regfree(&m->r[i].re);
+	free(m->r);
+	json_decref(m->root);
+	free(m->path);
+	free(m);
+}
+
+const char *ckpt_mapping_name(const struct ckpt_mapping *m)
+{
+	const char *n = json_string_value(json_object_get(m->root, "name"));
+	return n ? n : m->path;
+}
+
+int ckpt_mapping_priority(const struct ckpt_mapping *m)
+{
+	return (int)json_integer_value(json_object_get(m->root, "priority"));
+}
+
+int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const *src,
+			char *const *names, size_t n, const char *ckpt_dir)
+{
+	json_t *d = json_object_get(m->root, "detect"), *v;
+	size_t i, k;
+	(void)src;
+
+	if (!d)
+		return 0;  /* only by -o mapping=FILE */
+	json_array_foreach(json_object_get(d, "keys"), i, v) {
+		regex_t re;
+		int found = 0;
+		if (!json_is_string(v) || regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB))
+			return 0;
+		for (k = 0; k < n && !found; k++)
+			found = regexec(&re, names[k], 0, NULL, 0) == 0;
+		regfree(&re);
+		if (!found)
+			return 0;
+	}
+	json_t *arch = json_object_get(d, "architectures");
+	if (arch) {
+		int found = 0;
+		json_t *have = json_object_get(m->config, "architectures"), *h;
+		json_array_foreach(arch, i, v)
+			json_array_foreach(have, k, h)
+				found |= json_is_string(v) && json_is_string(h) &&
+					 !strcmp(json_string_value(v), json_string_value(h));
+		if (!found)
+			return 0;
+	}
+	if (json_is_true(json_object_get(d, "config")) && !m->config)
+		return 0;
+	if (json_is_false(json_object_get(d, "config")) && m->config)
+		return 0;
+	if (json_is_true(json_object_get(d, "megatron"))) {
+		char p[PATH_MAX];
+		snprintf(p, sizeof(p), "%s/metadata.json", ckpt_dir);
+		if (access(p, F_OK) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* An output under construction: boxes of the source concatenated along the
+ * first logical dim; logical dims are the source dims after the unstacked
+ * ones (map[d] = source dim of logical dim d). */
+struct piece_set {
+	struct ckpt_tensor *src;
+	int ndim;                      /* logical */
+	int map[CKPT_MAXDIM];
+	int64_t shape[CKPT_MAXDIM];
+	int64_t (*lo)[CKPT_MAXDIM];
+	int64_t (*hi)[CKPT_MAXDIM];
+	size_t n, cap;
+	int split;                     /* pieces were split: only squeeze may follow */
+};
+
+static int ps_push(struct piece_set *ps, const int64_t *lo, const int64_t *hi)
+{
+	if (ps->n == ps->cap) {
+		size_t nc = ps->cap ? ps->cap * 2 : 4;
+		void *nl = realloc(ps->lo, nc * sizeof(*ps->lo)), *nh;
+		if (!nl)
+			return -ENOMEM;
+		ps->lo = nl;
+		if (!(nh = realloc(ps->hi, nc * sizeof(*ps->hi))))
+			return -ENOMEM;
+		ps->hi = nh;
+		ps->cap = nc;
+	}
+	memcpy(ps->lo[ps->n], lo, sizeof(*ps->lo));
+	memcpy(ps->hi[ps->n], hi, sizeof(*ps->hi));
+	ps->n++;
+	return 0;
+}
+
+#define OPFAIL(...) ckpt_err_set(env->e, -EINVAL, __VA_ARGS__)
+
+static int op_apply(struct env *env, struct piece_set *ps, json_t *op, size_t idx)
+{
+	const char *kind = json_string_value(json_object_get(op, "op"));
+	const char *path = env->m->path;
+	int64_t a, b, c, d;
+	int rc;
+
+	if (!kind)
+		return OPFAIL("%s: op %zu has no \"op\" name", path, idx);
+	if (!strcmp(kind, "squeeze")) {
+		int nd = 0;
+		for (int i = 0; i < ps->ndim; i++)
+			if (ps->shape[i] != 1) {
+				ps->shape[nd] = ps->shape[i];
+				ps->map[nd++] = ps->map[i];
+			}
+		ps->ndim = nd;
+		return 0;
+	}
+	if (ps->split)
+		return OPFAIL("%s: op '%s' after a split of '%s': only squeeze may follow groups or rope",
+			      path, kind, env->name);
+	if (!strcmp(kind, "slice")) {
+		json_t *dj = json_object_get(op, "dim");
+		int dim = json_is_integer(dj) ? (int)json_integer_value(dj) : 0;
+		if (dim < 0 || dim >= ps->ndim)
+			return OPFAIL("%s: slice dim %d of '%s', which has %d dims", path, dim, env->name,
+				      ps->ndim);
+		a = 0;
+		if ((json_object_get(op, "start") &&
+		     (rc = eval(env, json_object_get(op, "start"), &a, "slice start"))) ||
+		    (rc = eval(env, json_object_get(op, "stop"), &b, "slice stop")))
+			return rc;
+		if (a < 0 || b < a || b > ps->shape[dim])
+			return OPFAIL("%s: slice [%lld, %lld) of dim %d of '%s' (size %lld) is out of range: "
+				      "does the config match the checkpoint?", path, (long long)a,
+				      (long long)b, dim, env->name, (long long)ps->shape[dim]);
+		int sd = ps->map[dim];
+		ps->hi[0][sd] = ps->lo[0][sd] + b;
+		ps->lo[0][sd] += a;
+		ps->shape[dim] = b - a;
+		return 0;
+	}
+	if (!strcmp(kind, "groups") || !strcmp(kind, "rope")) {
+		/* dim 0 is the concatenation dim of the pieces */
+		if (ps->ndim < 1)
+			return OPFAIL("%s: %s on 0-d '%s'", path, kind, env->name);
+		int sd = ps->map[0];
+		int64_t base = ps->lo[0][sd], rows = ps->shape[0];
+		int64_t lo[CKPT_MAXDIM], hi[CKPT_MAXDIM];
+		memcpy(lo, ps->lo[0], sizeof(lo));
+		memcpy(hi, ps->hi[0], sizeof(hi));
+		ps->n = 0;
+		ps->split = 1;
+		if (!strcmp(kind, "groups")) {
+			if ((rc = eval(env, json_object_get(op, "count"), &a, "groups count")) ||
+			    (rc = eval(env, json_object_get(op, "stride"), &b, "groups stride")) ||
+			    (rc = eval(env, json_object_get(op, "offset"), &c, "groups offset")) ||
+			    (rc = eval(env, json_object_get(op, "size"), &d, "groups size")))
+				return rc;
+			if (a < 1 || b < 1 || c < 0 || d < 1 || c + d > b || a * b != rows)
+				return OPFAIL("%s: groups (count %lld, stride %lld, offset %lld, size %lld) do not "
+					      "tile dim 0 of '%s' (%lld rows): does the config match the "
+					      "checkpoint?", path, (long long)a, (long long)b, (long long)c,
+					      (long long)d, env->name, (long long)rows);
+			for (int64_t g = 0; g < a; g++) {
+				lo[sd] = base + g * b + c;
+				hi[sd] = lo[sd] + d;
+				if (ps_push(ps, lo, hi))
+					return -ENOMEM;
+			}
+			ps->shape[0] = a * d;
+			return 0;
+		}
+		if ((rc = eval(env, json_object_get(op, "heads"), &a, "rope heads")))
+			return rc;
+		if (a < 1 || rows % a || (rows / a) % 2)
+			return OPFAIL("%s: rope with %lld heads on '%s' with %lld rows: the rows are not whole "
+				      "heads of even size", path, (long long)a, env->name, (long long)rows);
+		int64_t hd = rows / a;
+		for (int64_t r = 0; r < rows; r++) {
+			int64_t h = r / hd, rem = r % hd, j = rem / (hd / 2), i = rem % (hd / 2);
+			lo[sd] = base + h * hd + 2 * i + j;
+			hi[sd] = lo[sd] + 1;
+			if (ps_push(ps, lo, hi))
+				return -ENOMEM;
+		}
+		return 0;
+	}
+	return OPFAIL("%s: unknown op '%s' (slice, groups, rope, squeeze)", path, kind);
+}
+
+/* Makes one output of rule r from src at the current unstack indices. */
+static int make_output(struct env *env, struct ckpt_view *v, const struct mrule *r, json_t *o,
+		       struct ckpt_tensor *src)
+{
+	struct piece_set ps = { .src = src };
+	int64_t lo[CKPT_MAXDIM], hi[CKPT_MAXDIM];
+	char name[MAX_NAME];
+	size_t i;
+	json_t *op;
+	int rc;
+
+	if (json_object_get(o, "when")) {
+		int64_t ok;
+		if ((rc = eval(env, json_object_get(o, "when"), &ok, "when")))
+			return rc;
+		if (!ok)
+			return 0;
+	}
+	if ((size_t)src->ndim < r->nunstack)
+		return ckpt_err_set(env->e, -EINVAL, "%s: '%s' has %d dims, fewer than the %zu to unstack",
+				    env->m->path, env->name, src->ndim, r->nunstack);
+	for (int d = 0; d < src->ndim; d++) {
+		lo[d] = 0;
+		hi[d] = src->shape[d];
+		if ((size_t)d < r->nunstack) {
+			lo[d] = env->vals[d];
+			hi[d] = lo[d] + 1;
+		} else {
+			ps.map[ps.ndim] = d;
+			ps.shape[ps.ndim++] = src->shape[d];
+		}
+	}
+	if ((rc = ps_push(&ps, lo, hi)))
+		goto out;
+	json_array_foreach(json_object_get(o, "ops"), i, op)
+		if ((rc = op_apply(env, &ps, op, i)))
+			goto out;
+	json_t *shape = json_object_get(o, "shape");
+	if (shape) {
+		json_t *sv;
+		int bad = !json_is_array(shape) || (int)json_array_size(shape) != ps.ndim;
+		json_array_foreach(shape, i, sv) {
+			int64_t want;
+			if (bad)
+				break;
+			if ((rc = eval(env, sv, &want, "shape")))
+				goto out;
+			bad = want != ps.shape[i];
+		}
+		if (bad) {
+			char got[256];
+			size_t k = 0;
+			for (int d = 0; d < ps.ndim && k < sizeof(got); d++)
+				k += (size_t)snprintf(got + k, sizeof(got) - k, "%s%lld", d ? ", " : "",
+						      (long long)ps.shape[d]);
+			char *want = json_dumps(shape, JSON_COMPACT);
+			rc = ckpt_err_set(env->e, -EINVAL, "%s: '%s' gives shape [%s], but the rule expects "
+					  "%s from the config: the config does not match the checkpoint",
+					  env->m->path, env->name, got, want ? want : "?");
+			free(want);
+			goto out;
+		}
+	}
+	if ((rc = render(env, json_string_value(json_object_get(o, "out")), name, sizeof(name))))
+		goto out;
+	struct ckpt_vtensor *vt = ckpt_view_add(v, name, src->dtype, ps.ndim, ps.shape);
+	if (!vt) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t k = 0; k < ps.n && !rc; k++)
+		rc = ckpt_vtensor_add_box(vt, src, ps.lo[k], ps.hi[k]);
+	if (rc)
+		ckpt_err_set(env->e, rc, "%s: '%s': a box leaves the source tensor", env->m->path, env->name);
+out:
+	free(ps.lo);
+	free(ps.hi);
+	if (rc == -ENOMEM)
+		ckpt_err_set(env->e, rc, "out of memory");
+	return rc;
+}
+
+/* Runs every output of rule r for all unstack index combinations. */
+static int apply_rule(struct env *env, struct ckpt_view *v, const struct mrule *r,
+		      struct ckpt_tensor *src)
+{
+	json_t *un = json_object_get(r->j, "unstack"), *outs = json_object_get(r->j, "outputs");
+	size_t i;
+	json_t *o;
+	int rc = 0;
+
+	env->nvars = (int)r->nunstack;
+	for (size_t k = 0; k < r->nunstack; k++) {
+		env->vars[k] = json_string_value(json_array_get(un, k));
+		env->vals[k] = 0;
+		if (!env->vars[k])
+			return ckpt_err_set(env->e, -EINVAL, "%s: unstack names must be strings", env->m->path);
+		if ((int)k < src->ndim && src->shape[k] == 0)
+			return 0;
+	}
+	for (;;) {
+		if (json_is_array(outs)) {
+			json_array_foreach(outs, i, o)
+				if ((rc = make_output(env, v, r, o, src)))
+					return rc;
+		} else if ((rc = make_output(env, v, r, r->j, src))) {
+			return rc;
+		}
+		/* next index combination, last unstacked dim fastest */
+		int k = (int)r->nunstack - 1;
+		while (k >= 0 && ++env->vals[k] == src->shape[k]) {
+			env->vals[k] = 0;
+			k--;
+		}
+		if (k < 0)
+			return 0;
+	}
+}
+
+static int cmp_vt_name(const void *a, const void *b)
+{
+	return strcmp(((const struct ckpt_vtensor *)a)->name, ((const struct ckpt_vtensor *)b)->name);
+}
+
+int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
+		       struct ckpt_tensor *const *src, char *const *names, size_t n, int strict,
+		       struct ckpt_err *e)
+{
+	regmatch_t pm[10];
+	char msg[1200];
+	size_t unmatched = 0;
+	int rc = 0;
+
+	for (size_t s = 0; s < n && !rc; s++) {
+		struct env env = { .m = m, .name = names[s], .pm = pm, .e = e };
+		const struct mrule *hit = NULL;
+		for (size_t i = 0; i < m->n && !hit; i++) {
+			if (regexec(&m->r[i].re, names[s], 10, pm, 0) != 0)
+				continue;
+			json_t *when = json_object_get(m->r[i].j, "when");
+			int64_t ok = 1;
+			env.nvars = 0;
+			if (when && (rc = eval(&env, when, &ok, "when")))
+				return rc;
+			if (ok)
+				hit = &m->r[i];
+		}
+		if (!hit) {
+			unmatched++;
+			snprintf(msg, sizeof(msg), "%s: no rule of mapping %s matches it", names[s],
+				 ckpt_mapping_name(m));
+			if (!strict) {
+				char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
+				if (!ns || !(ns[v->nskipped] = strdup(msg)))
+					return ckpt_err_set(e, -ENOMEM, "out of memory");
+				v->skipped = ns;
+				v->nskipped++;
+			} else if (unmatched == 1) {
+				ckpt_err_set(e, -EINVAL, "%s: source tensor '%s' is matched by no rule "
+					     "(use -o mapping_strict=0 to leave such tensors out, or "
+					     "-o mapping=none for raw names)", m->path, names[s]);
+			}
+			continue;
+		}
+		if (hit->drop) {
+			snprintf(msg, sizeof(msg), "%s: dropped by mapping %s", names[s], ckpt_mapping_name(m));
+			char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
+			if (!ns || !(ns[v->nskipped] = strdup(msg)))
+				return ckpt_err_set(e, -ENOMEM, "out of memory");
+			v->skipped = ns;
+			v->nskipped++;
+			continue;
+		}
+		rc = apply_rule(&env, v, hit, src[s]);
+	}
+	if (!rc && strict && unmatched)
+		return e->code;
+	if (rc)
+		return rc;
+	/* two rules must never make the same name */
+	if (v->n > 1) {
+		qsort(v->t, v->n, sizeof(*v->t), cmp_vt_name);
+		for (size_t i = 1; i < v->n; i++)
+			if (!strcmp(v->t[i - 1].name, v->t[i].name))
+				return ckpt_err_set(e, -EINVAL, "%s: two source tensors map to '%s'", m->path,
+						    v->t[i].name);
+	}
+	return 0;
+}

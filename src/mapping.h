@@ -1,0 +1,59 @@
+/* mapping.h - name and layout mapping described as data (the JSON rule files in mapping/).
+ *
+ * A rule file holds ordered rules.  A rule matches source names with a POSIX
+ * extended regex (after the common wrapper strip) and either drops the
+ * tensor or makes one or more output tensors from it: optionally unstacking
+ * leading axes (Megatron's layer and expert axes), then applying ops that
+ * select boxes of the source (slice, groups for GQA-interleaved QKV, rope for
+ * the Llama RoPE row permutation, squeeze).  Names are templates with
+ * {expressions} over captures ($1), unstack variables and config params.
+ * Parameters come from the assets' config.json.  Every source tensor must be
+ * consumed or dropped by some rule (unless mapping_strict=0), and declared
+ * output shapes are checked before anything is served.
+ *
+ * File format (all keys optional except rules):
+ *   { "name": "...", "description": "...", "priority": 10,
+ *     "detect": { "keys": [regex...], "architectures": [...],
+ *                 "megatron": true, "config": true },
+ *     "params": { "hd": "head_dim ?? hidden_size / num_attention_heads" },
+ *     "rules": [ { "match": "^regex$", "drop": true, "when": "expr",
+ *                  "unstack": ["L", "E"],
+ *                  "out": "template", "ops": [...], "shape": ["expr", ...],
+ *                  "outputs": [ { "out": ..., "ops": ..., "shape": ..., "when": ... } ] } ] }
+ *   ops: {"op": "slice", "dim": 0, "start": "expr", "stop": "expr"}
+ *        {"op": "groups", "count": "expr", "stride": "expr", "offset": "expr", "size": "expr"}
+ *        {"op": "rope", "heads": "expr"}
+ *        {"op": "squeeze"}
+ */
+#ifndef CKPT_MAPPING_H
+#define CKPT_MAPPING_H
+
+#include <stddef.h>
+
+#include "catalog.h"
+#include "view.h"
+
+struct ckpt_mapping;
+
+/* Loads the rule file at path.  config (may be NULL) is the parsed
+ * config.json (a jansson json_t *, borrowed) that supplies parameters. */
+int ckpt_mapping_load(struct ckpt_mapping **out, const char *path, void *config,
+		      struct ckpt_err *e);
+void ckpt_mapping_free(struct ckpt_mapping *m);
+const char *ckpt_mapping_name(const struct ckpt_mapping *m);
+/* The file's "priority" (default 0): the highest detected one wins. */
+int ckpt_mapping_priority(const struct ckpt_mapping *m);
+
+/* Whether m's detect section fits these (stripped) tensor names, the
+ * checkpoint directory and the config.  Returns 1 or 0. */
+int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const *src,
+			char *const *names, size_t n, const char *ckpt_dir);
+
+/* Applies m to the source tensors src[i] known as names[i] and adds the
+ * outputs to v (and the dropped ones to v->skipped).  With strict set, a
+ * source no rule consumes is an error; otherwise it is listed as skipped. */
+int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
+		       struct ckpt_tensor *const *src, char *const *names, size_t n, int strict,
+		       struct ckpt_err *e);
+
+#endif
