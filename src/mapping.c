@@ -374,7 +374,7 @@ static int op_apply(struct env *env, struct piece_set *ps, json_t *op, size_t id
 			return rc;
 		if (a < 0 || b < a || b > ps->shape[dim])
 			return OPFAIL("%s: slice [%lld, %lld) of dim %d of '%s' (size %lld) is out of range: "
-				      "does the config match the checkpoint?", path, (long long)a,
+				      "the config does not match the checkpoint", path, (long long)a,
 				      (long long)b, dim, env->name, (long long)ps->shape[dim]);
 		int sd = ps->map[dim];
 		ps->hi[0][sd] = ps->lo[0][sd] + b;
@@ -401,8 +401,8 @@ static int op_apply(struct env *env, struct piece_set *ps, json_t *op, size_t id
 				return rc;
 			if (a < 1 || b < 1 || c < 0 || d < 1 || c + d > b || a * b != rows)
 				return OPFAIL("%s: groups (count %lld, stride %lld, offset %lld, size %lld) do not "
-					      "tile dim 0 of '%s' (%lld rows): does the config match the "
-					      "checkpoint?", path, (long long)a, (long long)b, (long long)c,
+					      "tile dim 0 of '%s' (%lld rows): the config does not match "
+					      "the checkpoint", path, (long long)a, (long long)b, (long long)c,
 					      (long long)d, env->name, (long long)rows);
 			for (int64_t g = 0; g < a; g++) {
 				lo[sd] = base + g * b + c;
@@ -417,7 +417,8 @@ static int op_apply(struct env *env, struct piece_set *ps, json_t *op, size_t id
 			return rc;
 		if (a < 1 || rows % a || (rows / a) % 2)
 			return OPFAIL("%s: rope with %lld heads on '%s' with %lld rows: the rows are not whole "
-				      "heads of even size", path, (long long)a, env->name, (long long)rows);
+				      "heads of even size: the config does not match the checkpoint", path,
+				      (long long)a, env->name, (long long)rows);
 		int64_t hd = rows / a;
 		for (int64_t r = 0; r < rows; r++) {
 			int64_t h = r / hd, rem = r % hd, j = rem / (hd / 2), i = rem % (hd / 2);

@@ -138,12 +138,13 @@ const char *ckpt_mapping_dir(void)
 		if (slash) {
 			*slash = '\0';
 			/* src/ckptfs or src/.libs/ckptfs in the build tree */
-			snprintf(dir, sizeof(dir), "%s/../mapping", exe);
-			if (access(dir, F_OK) == 0)
-				return dir;
-			snprintf(dir, sizeof(dir), "%s/../../mapping", exe);
-			if (access(dir, F_OK) == 0)
-				return dir;
+			static const char *const rel[] = { "/../mapping", "/../../mapping" };
+			for (int i = 0; i < 2; i++) {
+				char cand[PATH_MAX + 32];
+				snprintf(cand, sizeof(cand), "%s%s", exe, rel[i]);
+				if (realpath(cand, dir))
+					return dir;
+			}
 		}
 	}
 	return CKPTFS_PKGDATADIR "/mapping";

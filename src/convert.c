@@ -1,0 +1,400 @@
+/* convert.c - see convert.h.
+ *
+ * Two implementations:
+ *
+ *  - the reference: one element at a time, integer arithmetic only, written
+ *    after c10's BFloat16/Half code and IEEE 754 (ref_* below);
+ *  - the fast kernels: blocks of BLK elements, each split into two stages,
+ *    source -> F32 bits and F32 bits -> target (one stage when either side is
+ *    F32).  The stages are plain branchless C that the compiler vectorises
+ *    (a loop with a constant trip count is vectorised by gcc even at -O2),
+ *    except the F16 ones, which use F16C / AVX-512F vcvtps2ph and vcvtph2ps
+ *    (exactly what ATen uses).  Each stage set is compiled for three tiers:
+ *    generic (the build's baseline ISA), avx2+f16c and avx512; the best tier
+ *    the CPU runs is picked once, at the first call.  The last n % BLK
+ *    elements go through the reference.
+ *
+ * Never build this file with -ffast-math: it would flush subnormals.
+ */
+#include "config.h"
+#include "convert.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CV_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+#define BLK 256 /* elements per block of the fast kernels */
+
+/* Unaligned, aliasing-safe element access (GNU C; gcc and clang). */
+typedef uint16_t u16u __attribute__((aligned(1), may_alias));
+typedef uint32_t u32u __attribute__((aligned(1), may_alias));
+typedef uint64_t u64u __attribute__((aligned(1), may_alias));
+typedef double f64u __attribute__((aligned(1), may_alias));
+typedef float f32u __attribute__((aligned(1), may_alias));
+
+/* ---- The reference: one element, integer arithmetic only ---- */
+
+/* c10::BFloat16's round_to_nearest_even; `nan` is what a NaN becomes. */
+static uint16_t ref_f32_bf16(uint32_t u, uint16_t nan)
+{
+	if ((u & 0x7FFFFFFFu) > 0x7F800000u)
+		return nan;
+	return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* IEEE binary32 -> binary16, round to nearest even, NaNs as vcvtps2ph. */
+static uint16_t ref_f32_f16(uint32_t u)
+{
+	uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+	uint32_t a = u & 0x7FFFFFFFu, m;
+	unsigned e, sh;
+
+	if (a > 0x7F800000u) /* NaN: quiet, top 10 payload bits */
+		return (uint16_t)(sign | 0x7E00u | ((a >> 13) & 0x3FFu));
+	if (a >= 0x477FF000u) /* >= 65520 (65504 + half an ulp) and inf */
+		return (uint16_t)(sign | 0x7C00u);
+	if (a >= 0x38800000u) { /* >= 2^-14: normal; rebias 127 -> 15 */
+		a -= 0x38000000u;
+		return (uint16_t)(sign | ((a + 0xFFFu + ((a >> 13) & 1u)) >> 13));
+	}
+	e = a >> 23;
+	if (e < 102) /* < 2^-25, or == 2^-25 (a tie, to even zero) */
+		return sign;
+	/* Subnormal result: round(m * 2^(e - 126)). */
+	m = (a & 0x7FFFFFu) | 0x800000u;
+	sh = 126 - e; /* 14..24 */
+	return (uint16_t)(sign | ((m + (1u << (sh - 1)) - 1 + ((m >> sh) & 1u)) >> sh));
+}
+
+/* IEEE binary16 -> binary32, exact; NaNs made quiet (as vcvtph2ps). */
+static uint32_t ref_f16_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+
+	if (e == 31)
+		return sign | 0x7F800000u | (m ? 0x400000u | (m << 13) : 0);
+	if (e != 0)
+		return sign | ((e + 112) << 23) | (m << 13);
+	if (m == 0)
+		return sign;
+	e = 113; /* subnormal m * 2^-24: normalise */
+	while (!(m & 0x400u)) {
+		m <<= 1;
+		e--;
+	}
+	return sign | (e << 23) | ((m & 0x3FFu) << 13);
+}
+
+/* IEEE binary64 -> binary32, round to nearest even, NaNs as vcvtpd2ps. */
+static uint32_t ref_f64_f32(uint64_t d)
+{
+	uint32_t sign = (uint32_t)(d >> 32) & 0x80000000u;
+	uint64_t a = d & 0x7FFFFFFFFFFFFFFFull, m, r;
+	unsigned e, sh;
+
+	if (a > 0x7FF0000000000000ull)
+		return sign | 0x7FC00000u | (uint32_t)((a >> 29) & 0x7FFFFFu);
+	e = (unsigned)(a >> 52);
+	if (e >= 897) { /* >= 2^-126: normal or overflow; rebias 1023 -> 127 */
+		r = a - ((uint64_t)896 << 52);
+		r = (r + 0xFFFFFFFu + ((r >> 29) & 1u)) >> 29;
+		return sign | (r >= 0x7F800000u ? 0x7F800000u : (uint32_t)r);
+	}
+	if (e < 873) /* < 2^-150, or == 2^-150 (a tie, to even zero) */
+		return sign;
+	/* Subnormal result: round(m * 2^(e - 926)). */
+	m = (a & 0xFFFFFFFFFFFFFull) | (1ull << 52);
+	sh = 926 - e; /* 30..53 */
+	return sign | (uint32_t)((m + (1ull << (sh - 1)) - 1 + ((m >> sh) & 1u)) >> sh);
+}
+
+/* ---- Pairs ---- */
+
+/* Source and target indices of the stage tables. */
+enum { S_F64, S_F32, S_F16, S_BF16 };
+enum { T_F32, T_F16, T_BF16, T_BF16C }; /* BF16C: NaN -> 0x7FC0 */
+
+static int src_index(enum ckpt_dtype dt)
+{
+	switch (dt) {
+	case CKPT_DT_F64: return S_F64;
+	case CKPT_DT_F32: return S_F32;
+	case CKPT_DT_F16: return S_F16;
+	case CKPT_DT_BF16: return S_BF16;
+	default: return -1;
+	}
+}
+
+/* The target index for a conversion pair, or -1. */
+static int dst_index(enum ckpt_dtype from, enum ckpt_dtype to)
+{
+	if (from == to || src_index(from) < 0)
+		return -1;
+	switch (to) {
+	case CKPT_DT_F32: return T_F32;
+	case CKPT_DT_F16: return T_F16;
+	case CKPT_DT_BF16: return from == CKPT_DT_F16 ? T_BF16C : T_BF16;
+	default: return -1;
+	}
+}
+
+int ckpt_convert_supported(enum ckpt_dtype from, enum ckpt_dtype to)
+{
+	return from == to ? src_index(from) >= 0 : dst_index(from, to) >= 0;
+}
+
+/* One element of any pair, by the reference. */
+static inline void ref_one(int si, int ti, const unsigned char *s, unsigned char *d)
+{
+	uint32_t f;
+	uint16_t h;
+
+	switch (si) {
+	case S_F64: f = ref_f64_f32(*(const u64u *)s); break;
+	case S_F32: f = *(const u32u *)s; break;
+	case S_F16: f = ref_f16_f32(*(const u16u *)s); break;
+	default: f = (uint32_t)*(const u16u *)s << 16; break;
+	}
+	switch (ti) {
+	case T_F32: *(u32u *)d = f; return;
+	case T_F16: h = ref_f32_f16(f); break;
+	case T_BF16: h = ref_f32_bf16(f, 0xFFFFu); break;
+	default: h = ref_f32_bf16(f, 0x7FC0u); break;
+	}
+	*(u16u *)d = h;
+}
+
+/* The reference over n elements; the switches are hoisted by the compiler
+ * only sometimes, which is fine for a reference. */
+static void ref_run(int si, int ti, const unsigned char *s, unsigned char *d, size_t n)
+{
+	static const unsigned char ssz[] = { 8, 4, 2, 2 }, dsz[] = { 4, 2, 2, 2 };
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		ref_one(si, ti, s + i * ssz[si], d + i * dsz[ti]);
+}
+
+void ckpt_convert_ref(enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst, size_t n)
+{
+	int ti = dst_index(from, to);
+
+	if (from == to && src_index(from) >= 0)
+		memcpy(dst, src, n * ckpt_dtype_size(from));
+	else if (ti >= 0)
+		ref_run(src_index(from), ti, src, dst, n);
+}
+
+/* ---- Fast stages: BLK elements each ---- */
+
+typedef void stage_fn(const unsigned char *restrict s, unsigned char *restrict d);
+
+/* Branchless F32 bits -> BF16 (the form ATen's vector code uses). */
+static inline __attribute__((always_inline)) uint16_t fast_f32_bf16(uint32_t u, uint16_t nan)
+{
+	uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+	return (u & 0x7FFFFFFFu) > 0x7F800000u ? nan : (uint16_t)r;
+}
+
+/* The stages in plain C, for one tier (ATTR: its target attribute). */
+#define PLAIN_STAGES(P, ATTR)                                                                      \
+	ATTR static void P##_f64_to32(const unsigned char *restrict s, unsigned char *restrict d)  \
+	{                                                                                          \
+		const f64u *in = (const f64u *)s;                                                  \
+		f32u *out = (f32u *)d;                                                             \
+		for (size_t j = 0; j < BLK; j++)                                                   \
+			out[j] = (float)in[j];                                                     \
+	}                                                                                          \
+	ATTR static void P##_bf16_to32(const unsigned char *restrict s, unsigned char *restrict d) \
+	{                                                                                          \
+		const u16u *in = (const u16u *)s;                                                  \
+		u32u *out = (u32u *)d;                                                             \
+		for (size_t j = 0; j < BLK; j++)                                                   \
+			out[j] = (uint32_t)in[j] << 16;                                            \
+	}                                                                                          \
+	ATTR static void P##_to_bf16(const unsigned char *restrict s, unsigned char *restrict d)   \
+	{                                                                                          \
+		const u32u *in = (const u32u *)s;                                                  \
+		u16u *out = (u16u *)d;                                                             \
+		for (size_t j = 0; j < BLK; j++)                                                   \
+			out[j] = fast_f32_bf16(in[j], 0xFFFFu);                                    \
+	}                                                                                          \
+	ATTR static void P##_to_bf16c(const unsigned char *restrict s, unsigned char *restrict d)  \
+	{                                                                                          \
+		const u32u *in = (const u32u *)s;                                                  \
+		u16u *out = (u16u *)d;                                                             \
+		for (size_t j = 0; j < BLK; j++)                                                   \
+			out[j] = fast_f32_bf16(in[j], 0x7FC0u);                                    \
+	}
+
+PLAIN_STAGES(gen, )
+
+/* Without F16C the generic tier runs the reference for F16. */
+static void gen_f16_to32(const unsigned char *restrict s, unsigned char *restrict d)
+{
+	for (size_t j = 0; j < BLK; j++)
+		((u32u *)d)[j] = ref_f16_f32(((const u16u *)s)[j]);
+}
+
+static void gen_to_f16(const unsigned char *restrict s, unsigned char *restrict d)
+{
+	for (size_t j = 0; j < BLK; j++)
+		((u16u *)d)[j] = ref_f32_f16(((const u32u *)s)[j]);
+}
+
+#ifdef CV_X86
+#define ATTR_AVX2 __attribute__((target("avx2,f16c")))
+#define ATTR_AVX512 __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl")))
+
+PLAIN_STAGES(avx2, ATTR_AVX2)
+PLAIN_STAGES(avx512, ATTR_AVX512)
+
+ATTR_AVX2 static void avx2_f16_to32(const unsigned char *restrict s, unsigned char *restrict d)
+{
+	for (size_t j = 0; j < BLK; j += 8)
+		_mm256_storeu_ps((float *)(d + 4 * j), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * j))));
+}
+
+ATTR_AVX2 static void avx2_to_f16(const unsigned char *restrict s, unsigned char *restrict d)
+{
+	for (size_t j = 0; j < BLK; j += 8)
+		_mm_storeu_si128((__m128i *)(d + 2 * j),
+				 _mm256_cvtps_ph(_mm256_loadu_ps((const float *)(s + 4 * j)), _MM_FROUND_TO_NEAREST_INT));
+}
+
+ATTR_AVX512 static void avx512_f16_to32(const unsigned char *restrict s, unsigned char *restrict d)
+{
+	for (size_t j = 0; j < BLK; j += 16)
+		_mm512_storeu_ps(d + 4 * j, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 2 * j))));
+}
+
+ATTR_AVX512 static void avx512_to_f16(const unsigned char *restrict s, unsigned char *restrict d)
+{
+	for (size_t j = 0; j < BLK; j += 16)
+		_mm256_storeu_si256((__m256i *)(d + 2 * j),
+				    _mm512_cvtps_ph(_mm512_loadu_ps(s + 4 * j), _MM_FROUND_TO_NEAREST_INT));
+}
+#endif
+
+/* A tier: its stages, indexed by S_* (to F32 bits) and T_* (from F32 bits;
+ * the T_F32 slot is unused). */
+struct tier {
+	const char *name;
+	int f16_vector; /* 0: the F16 stages are the reference ("scalar") */
+	stage_fn *to32[4], *from32[4];
+};
+
+static const struct tier tiers[] = {
+	{ "generic", 0, { gen_f64_to32, NULL, gen_f16_to32, gen_bf16_to32 },
+	  { NULL, gen_to_f16, gen_to_bf16, gen_to_bf16c } },
+#ifdef CV_X86
+	{ "avx2+f16c", 1, { avx2_f64_to32, NULL, avx2_f16_to32, avx2_bf16_to32 },
+	  { NULL, avx2_to_f16, avx2_to_bf16, avx2_to_bf16c } },
+	{ "avx512", 1, { avx512_f64_to32, NULL, avx512_f16_to32, avx512_bf16_to32 },
+	  { NULL, avx512_to_f16, avx512_to_bf16, avx512_to_bf16c } },
+#endif
+};
+#define NTIERS ((int)(sizeof(tiers) / sizeof(tiers[0])))
+
+/* Whether this CPU (and OS) runs tier t. */
+static int tier_usable(int t)
+{
+#ifdef CV_X86
+	unsigned a, b, c, d;
+	int f16c;
+
+	if (t == 0)
+		return 1;
+	__builtin_cpu_init();
+	f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+	if (t == 1)
+		return f16c && __builtin_cpu_supports("avx2");
+	return t == 2 && f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+	       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+	return t == 0;
+#endif
+}
+
+/* The best tier, detected once (a benign race: every thread computes the
+ * same value). */
+static int best_tier(void)
+{
+	static int best = -1;
+	int t = __atomic_load_n(&best, __ATOMIC_RELAXED);
+
+	if (t < 0) {
+		for (t = NTIERS - 1; t > 0 && !tier_usable(t); t--)
+			;
+		__atomic_store_n(&best, t, __ATOMIC_RELAXED);
+	}
+	return t;
+}
+
+static const char *kernel_name(int t, enum ckpt_dtype from, enum ckpt_dtype to)
+{
+	if (from == to)
+		return src_index(from) >= 0 ? "memcpy" : "unsupported";
+	if (dst_index(from, to) < 0)
+		return "unsupported";
+	if (!tiers[t].f16_vector && (from == CKPT_DT_F16 || to == CKPT_DT_F16))
+		return "scalar";
+	return tiers[t].name;
+}
+
+const char *ckpt_convert_kernel(enum ckpt_dtype from, enum ckpt_dtype to)
+{
+	return kernel_name(best_tier(), from, to);
+}
+
+static void fast_run(const struct tier *tr, int si, int ti, const unsigned char *s, unsigned char *d, size_t n)
+{
+	static const unsigned char ssz[] = { 8, 4, 2, 2 }, dsz[] = { 4, 2, 2, 2 };
+	uint32_t tmp[BLK];
+	size_t nb = n / BLK;
+
+	for (size_t b = 0; b < nb; b++, s += BLK * ssz[si], d += BLK * dsz[ti]) {
+		if (ti == T_F32) {
+			tr->to32[si](s, d);
+		} else if (si == S_F32) {
+			tr->from32[ti](s, d);
+		} else {
+			tr->to32[si](s, (unsigned char *)tmp);
+			tr->from32[ti]((const unsigned char *)tmp, d);
+		}
+	}
+	ref_run(si, ti, s, d, n % BLK);
+}
+
+static const char *convert_with(int t, enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst,
+				size_t n)
+{
+	int ti = dst_index(from, to);
+
+	if (from == to && src_index(from) >= 0)
+		memcpy(dst, src, n * ckpt_dtype_size(from));
+	else if (ti >= 0)
+		fast_run(&tiers[t], src_index(from), ti, src, dst, n);
+	else
+		return NULL;
+	return kernel_name(t, from, to);
+}
+
+void ckpt_convert(enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst, size_t n)
+{
+	convert_with(best_tier(), from, to, src, dst, n);
+}
+
+const char *ckpt__convert_tier(int tier, enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst,
+			       size_t n)
+{
+	if (tier < 0 || tier >= NTIERS || !tier_usable(tier))
+		return NULL;
+	return convert_with(tier, from, to, src, dst, n);
+}
