@@ -280,6 +280,20 @@ int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const 
 		if (!found)
 			return 0;
 	}
+	json_t *any = json_object_get(d, "keys_any");
+	if (any) {
+		int found = 0;
+		json_array_foreach(any, i, v) {
+			regex_t re;
+			if (!json_is_string(v) || regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB))
+				return 0;
+			for (k = 0; k < n && !found; k++)
+				found = regexec(&re, names[k], 0, NULL, 0) == 0;
+			regfree(&re);
+		}
+		if (!found)
+			return 0;
+	}
 	json_t *arch = json_object_get(d, "architectures");
 	if (arch) {
 		int found = 0;

@@ -13,7 +13,7 @@
  *
  * File format (all keys optional except rules):
  *   { "name": "...", "description": "...", "priority": 10,
- *     "detect": { "keys": [regex...], "architectures": [...],
+ *     "detect": { "keys": [regex...], "keys_any": [regex...], "architectures": [...],
  *                 "megatron": true, "config": true },
  *     "params": { "hd": "head_dim ?? hidden_size / num_attention_heads" },
  *     "rules": [ { "match": "^regex$", "drop": true, "when": "expr",

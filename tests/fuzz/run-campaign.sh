@@ -1,0 +1,58 @@
+#!/bin/sh
+# run-campaign.sh BINDIR SECONDS [HARNESS...] - fuzzes each harness (default:
+# all four) for SECONDS with the libFuzzer binaries build.sh wrote to BINDIR,
+# starting from tests/fuzz/corpus/<harness>, then minimises the corpus with
+# -merge=1 (the seed-* files are always kept) and writes it back.
+#
+# Runs in fork mode (one worker) so that a crash, leak, OOM or timeout is
+# saved and fuzzing goes on; every artefact is kept under
+# $WORK/<harness>/artifacts (WORK defaults to /tmp/ckptfs-fuzz-work) for
+# triage: copy one reproducer per distinct bug into tests/fuzz/crashers/<harness>/.
+# A summary line per harness (executions, cov, ft, corpus files and bytes,
+# artefacts) is printed at the end and appended to $WORK/summary.txt.
+#
+# Limits: -rss_limit_mb=2048 -timeout=10 (override with FUZZ_ARGS).
+# Two campaigns in parallel at most on a 2-core machine.
+set -eu
+bindir=${1:?usage: run-campaign.sh BINDIR SECONDS [HARNESS...]}
+secs=${2:?usage: run-campaign.sh BINDIR SECONDS [HARNESS...]}
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+work=${WORK:-/tmp/ckptfs-fuzz-work}
+[ $# -gt 0 ] || set -- pickle item metadata safetensors
+limits=${FUZZ_ARGS:--rss_limit_mb=2048 -timeout=10}
+
+for h in "$@"; do
+	bin=$bindir/fuzz-$h
+	[ -x "$bin" ] || { echo "run-campaign: $bin missing (run build.sh)" >&2; exit 1; }
+	corpus=$here/corpus/$h
+	w=$work/$h
+	mkdir -p "$corpus" "$w/new" "$w/artifacts"
+	case $h in
+	safetensors) dict=$here/safetensors.dict ;;
+	*) dict=$here/pickle.dict ;;
+	esac
+	echo "== $h: fuzzing for $secs s" >&2
+	# new units go to $w/new (first corpus dir); the committed corpus is read
+	"$bin" $limits -max_total_time="$secs" -fork=1 -ignore_crashes=1 -ignore_ooms=1 \
+		-ignore_timeouts=1 -dict="$dict" -use_value_profile=1 -print_final_stats=1 \
+		-artifact_prefix="$w/artifacts/" "$w/new" "$corpus" >"$w/fuzz.log" 2>&1 || true
+	stats=$(grep -E '^#[0-9]+: cov:' "$w/fuzz.log" | tail -1)
+	# minimise: seeds first, then whatever adds coverage to them
+	rm -rf "$w/merged" && mkdir -p "$w/merged" "$w/rest"
+	cp "$corpus"/seed-* "$w/merged/" 2>/dev/null || true
+	find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' -exec cp {} "$w/rest/" \;
+	"$bin" $limits -merge=1 "$w/merged" "$w/rest" "$w/new" >"$w/merge.log" 2>&1 || {
+		echo "run-campaign: merge of $h failed, corpus left as it was (see $w/merge.log)" >&2
+		continue
+	}
+	find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' -delete
+	find "$w/merged" -maxdepth 1 -type f ! -name 'seed-*' -exec cp {} "$corpus/" \;
+	rm -rf "$w/rest" "$w/new"
+	files=$(find "$corpus" -type f | wc -l)
+	bytes=$(find "$corpus" -type f -exec cat {} + | wc -c)
+	arts=$(find "$w/artifacts" -type f | wc -l)
+	line="$h: $secs s, $stats | merged corpus: $files files, $bytes bytes | artefacts: $arts"
+	echo "$line"
+	echo "$(date -u +%FT%TZ) $line" >>"$work/summary.txt"
+done
