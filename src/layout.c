@@ -191,49 +191,128 @@ static int add_assets(struct ckpt_layout *l, const char *dir, struct ckpt_err *e
 	return rc;
 }
 
+/* The base model's split: file names and an assignment of every view tensor,
+ * from assets/model.safetensors.index.json.  Returns 1 when it names every
+ * tensor with safe file names, 0 otherwise (then sizes decide). */
+static int plan_from_index(const struct ckpt_view *v, const char *assets, size_t *file_of,
+			   char ***names, size_t *nfiles)
+{
+	char path[PATH_MAX];
+	json_t *root, *wm;
+	int ok = 1;
+
+	*names = NULL;
+	*nfiles = 0;
+	if (!assets)
+		return 0;
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", assets);
+	if (!(root = json_load_file(path, 0, NULL)))
+		return 0;
+	wm = json_object_get(root, "weight_map");
+	for (size_t i = 0; i < v->n && ok; i++) {
+		const char *f = json_string_value(json_object_get(wm, v->t[i].name));
+		size_t fl = f ? strlen(f) : 0;
+		if (!f || fl < 13 || fl > 255 || strchr(f, '/') || f[0] == '.' ||
+		    strcmp(f + fl - 12, ".safetensors") != 0) {
+			if (json_is_object(wm))
+				ckpt_warn("%s does not name '%s' (or names an odd file): files are packed by "
+					  "size instead", path, v->t[i].name);
+			ok = 0;
+			break;
+		}
+		size_t k;
+		for (k = 0; k < *nfiles && strcmp((*names)[k], f) != 0; k++)
+			;
+		if (k == *nfiles) {
+			char **nn = realloc(*names, (*nfiles + 1) * sizeof(*nn));
+			if (!nn || !(nn[*nfiles] = strdup(f))) {
+				*names = nn ? nn : *names;
+				ok = 0;
+				break;
+			}
+			*names = nn;
+			(*nfiles)++;
+		}
+		file_of[i] = k;
+	}
+	json_decref(root);
+	if (!ok || v->n == 0) {
+		for (size_t k = 0; k < *nfiles; k++)
+			free((*names)[k]);
+		free(*names);
+		*names = NULL;
+		*nfiles = 0;
+		return 0;
+	}
+	return 1;
+}
+
+/* Greedy packing in name order: a new file when the next tensor would push
+ * a non-empty file past max. */
+static int plan_by_size(const struct ckpt_view *v, uint64_t max, size_t *file_of, char ***names,
+			size_t *nfiles)
+{
+	size_t n = 0;
+	uint64_t cur = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		if (i == 0 || (cur > 0 && cur + v->t[i].nbytes > max)) {
+			n++;
+			cur = 0;
+		}
+		cur += v->t[i].nbytes;
+		file_of[i] = n - 1;
+	}
+	if (n == 0)
+		n = 1;  /* an empty model still gets one (empty) file */
+	if (!(*names = calloc(n, sizeof(**names))))
+		return -ENOMEM;
+	*nfiles = n;
+	for (size_t k = 0; k < n; k++) {
+		char name[64];
+		if (n == 1)
+			snprintf(name, sizeof(name), "model.safetensors");
+		else
+			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, n);
+		if (!((*names)[k] = strdup(name)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const struct ckpt_opts *o,
 		      struct ckpt_err *e)
 {
 	uint64_t max = o->max_shard_size ? o->max_shard_size : CKPT_DEFAULT_MAX_SHARD;
-	size_t *start = calloc(v->n + 1, sizeof(*start)), nfiles = 0;
-	int rc = 0;
+	size_t *file_of = calloc(v->n + 1, sizeof(*file_of)), nfiles = 0;
+	char **names = NULL;
+	int rc = 0, mirrored;
 
 	memset(l, 0, sizeof(*l));
-	if (!start)
+	if (!file_of)
 		return oom(e);
-	/* greedy packing in name order: a new file when the next tensor would
-	 * push a non-empty file past max */
-	uint64_t cur = 0;
-	for (size_t i = 0; i < v->n; i++) {
-		if (i == 0 || (cur > 0 && cur + v->t[i].nbytes > max)) {
-			start[nfiles++] = i;
-			cur = 0;
-		}
-		cur += v->t[i].nbytes;
+	mirrored = plan_from_index(v, o->assets, file_of, &names, &nfiles);
+	if (!mirrored && plan_by_size(v, max, file_of, &names, &nfiles))
+		rc = oom(e);
+	for (size_t i = 0; i < v->n; i++)
 		l->tensor_bytes += v->t[i].nbytes;
-	}
-	if (nfiles == 0)
-		start[nfiles++] = 0;  /* an empty model still gets one (empty) file */
-	start[nfiles] = v->n;
 	for (size_t k = 0; k < nfiles && !rc; k++) {
-		char name[64];
-		if (nfiles == 1)
-			snprintf(name, sizeof(name), "model.safetensors");
-		else
-			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, nfiles);
-		struct ckpt_vfile *f = new_file(l, name, CKPT_VF_WEIGHTS);
-		if (!f || !(f->ext = calloc(start[k + 1] - start[k] + 1, sizeof(*f->ext)))) {
+		struct ckpt_vfile *f = new_file(l, names[k], CKPT_VF_WEIGHTS);
+		if (!f || !(f->ext = calloc(v->n + 1, sizeof(*f->ext)))) {
 			rc = oom(e);
 			break;
 		}
-		for (size_t i = start[k]; i < start[k + 1]; i++)
-			f->ext[f->next++].t = &v->t[i];
+		for (size_t i = 0; i < v->n; i++)
+			if (file_of[i] == k)
+				f->ext[f->next++].t = &v->t[i];
 		qsort(f->ext, f->next, sizeof(*f->ext), cmp_ext);
 		rc = render_header(f, e);
 		l->nweights++;
 	}
-	free(start);
-	if (!rc && nfiles > 1)
+	for (size_t k = 0; k < nfiles; k++)
+		free(names ? names[k] : NULL);
+	free(names);
+	free(file_of);
+	if (!rc && (nfiles > 1 || mirrored))
 		rc = render_index(l, e);
 	if (!rc && o->assets)
 		rc = add_assets(l, o->assets, e);

@@ -37,7 +37,9 @@ struct ckpt_layout {
 	uint64_t tensor_bytes;
 };
 
-/* Plans the files for view v.  Assets come from o->assets when set.
+/* Plans the files for view v: the base model's split when o->assets holds a
+ * model.safetensors.index.json naming every tensor (a drop-in replacement),
+ * else packing by o->max_shard_size.  Assets come from o->assets when set.
  * Immutable afterwards; safe to share between threads. */
 int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const struct ckpt_opts *o,
 		      struct ckpt_err *e);

@@ -249,3 +249,22 @@ def test_veomni_to_hf(kind, e2e_env, e2e_tmp, mount, ckptfs_bin):
     with torch.no_grad():
         want_logits = ref_model(x).logits
     assert torch.equal(got, want_logits), "logits differ from the HF model's"
+
+
+def test_mirrors_base_model_split(e2e_env, e2e_tmp, mount, ckptfs_bin):
+    """With a base model directory holding model.safetensors.index.json as
+    assets, the mount uses the same file names and the same split: a drop-in
+    replacement for the base model's weights."""
+    model, cfg, _, sd = _hf("llama", e2e_tmp, "mirror-unused")
+    base = e2e_tmp / "hf-mirror-base"
+    model.save_pretrained(str(base), max_shard_size="100KB")
+    want = json.loads((base / "model.safetensors.index.json").read_text())["weight_map"]
+    assert len(set(want.values())) > 1
+    ckpt = e2e_tmp / "megatron-mirror"
+    _save_dcp(_megatron_native(sd, cfg), ckpt)
+    (ckpt / "metadata.json").write_text("{}")
+    with mount(ckpt, e2e_tmp / "mnt-mirror", f"assets={base}") as m:
+        got = json.loads((m / "model.safetensors.index.json").read_text())["weight_map"]
+        files = sorted(p.name for p in m.glob("*.safetensors"))
+    assert got == want
+    assert files == sorted(set(want.values()))

@@ -8,8 +8,8 @@
 # saved and fuzzing goes on; every artefact is kept under
 # $WORK/<harness>/artifacts (WORK defaults to /tmp/ckptfs-fuzz-work) for
 # triage: copy one reproducer per distinct bug into tests/fuzz/crashers/<harness>/.
-# A summary line per harness (executions, cov, ft, corpus files and bytes,
-# artefacts) is printed at the end and appended to $WORK/summary.txt.
+# A summary line per harness (executions, cov, ft of the run and of the final
+# corpus, corpus files and bytes, artefacts) is printed at the end and appended to $WORK/summary.txt.
 #
 # Limits: -rss_limit_mb=2048 -timeout=10 (override with FUZZ_ARGS).
 # Two campaigns in parallel at most on a 2-core machine.
@@ -29,13 +29,14 @@ for h in "$@"; do
 	w=$work/$h
 	mkdir -p "$corpus" "$w/new" "$w/artifacts"
 	case $h in
-	safetensors) dict=$here/safetensors.dict ;;
-	*) dict=$here/pickle.dict ;;
+	safetensors) dict=$here/safetensors.dict maxlen=8192 ;;
+	metadata) dict=$here/pickle.dict maxlen=24576 ;;
+	*) dict=$here/pickle.dict maxlen=8192 ;;
 	esac
 	echo "== $h: fuzzing for $secs s" >&2
 	# new units go to $w/new (first corpus dir); the committed corpus is read
 	"$bin" $limits -max_total_time="$secs" -fork=1 -ignore_crashes=1 -ignore_ooms=1 \
-		-ignore_timeouts=1 -dict="$dict" -use_value_profile=1 -print_final_stats=1 \
+		-ignore_timeouts=1 -dict="$dict" -max_len=$maxlen \
 		-artifact_prefix="$w/artifacts/" "$w/new" "$corpus" >"$w/fuzz.log" 2>&1 || true
 	stats=$(grep -E '^#[0-9]+: cov:' "$w/fuzz.log" | tail -1)
 	# minimise: seeds first, then whatever adds coverage to them
@@ -49,10 +50,12 @@ for h in "$@"; do
 	find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' -delete
 	find "$w/merged" -maxdepth 1 -type f ! -name 'seed-*' -exec cp {} "$corpus/" \;
 	rm -rf "$w/rest" "$w/new"
+	# coverage of the final corpus, as a plain run reports it
+	final=$("$bin" $limits -runs=0 "$corpus" 2>&1 | grep -E '^#[0-9]+ *INITED' | sed 's/.*INITED //') || final=?
 	files=$(find "$corpus" -type f | wc -l)
 	bytes=$(find "$corpus" -type f -exec cat {} + | wc -c)
 	arts=$(find "$w/artifacts" -type f | wc -l)
-	line="$h: $secs s, $stats | merged corpus: $files files, $bytes bytes | artefacts: $arts"
+	line="$h: $secs s | last fork stats: $stats | final corpus: $final; $files files, $bytes bytes | artefacts: $arts"
 	echo "$line"
 	echo "$(date -u +%FT%TZ) $line" >>"$work/summary.txt"
 done
