@@ -268,3 +268,56 @@ def test_mirrors_base_model_split(e2e_env, e2e_tmp, mount, ckptfs_bin):
         files = sorted(p.name for p in m.glob("*.safetensors"))
     assert got == want
     assert files == sorted(set(want.values()))
+
+
+def _titan_qwen3_native(sd, cfg):
+    """HF Qwen3 / Qwen3-MoE (transformers 5 fused experts) -> TorchTitan layout."""
+    import torch
+    out = {"tok_embeddings.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"]}
+    ren = {"self_attn.q_proj.weight": "attention.wq.weight", "self_attn.k_proj.weight": "attention.wk.weight",
+           "self_attn.v_proj.weight": "attention.wv.weight", "self_attn.o_proj.weight": "attention.wo.weight",
+           "self_attn.q_norm.weight": "attention.q_norm.weight", "self_attn.k_norm.weight": "attention.k_norm.weight",
+           "mlp.gate_proj.weight": "feed_forward.w1.weight", "mlp.up_proj.weight": "feed_forward.w3.weight",
+           "mlp.down_proj.weight": "feed_forward.w2.weight", "input_layernorm.weight": "attention_norm.weight",
+           "post_attention_layernorm.weight": "ffn_norm.weight", "mlp.gate.weight": "moe.router.gate.weight"}
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        for hf, ti in ren.items():
+            if p + hf in sd:
+                out[f"layers.{i}.{ti}"] = sd[p + hf]
+        if p + "mlp.experts.gate_up_proj" in sd:
+            gu = sd[p + "mlp.experts.gate_up_proj"]
+            f = gu.shape[1] // 2
+            out[f"layers.{i}.moe.routed_experts.inner_experts.w1_EFD"] = gu[:, :f].contiguous()
+            out[f"layers.{i}.moe.routed_experts.inner_experts.w3_EFD"] = gu[:, f:].contiguous()
+            out[f"layers.{i}.moe.routed_experts.inner_experts.w2_EDF"] = sd[p + "mlp.experts.down_proj"]
+    if not cfg.tie_word_embeddings:
+        out["output.weight"] = sd["lm_head.weight"]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "qwen3moe"])
+def test_torchtitan_qwen3_to_hf(kind, e2e_env, e2e_tmp, mount, ckptfs_bin):
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+    model, cfg, ref, sd = _hf(kind, e2e_tmp, f"titanq-{kind}")
+    ckpt = e2e_tmp / f"titanq-{kind}"
+    _save_dcp(_titan_qwen3_native(sd, cfg), ckpt)
+    r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt), "-o", f"assets={ref}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "mapping: torchtitan-qwen3" in r.stdout, r.stdout + r.stderr
+    with mount(ckpt, e2e_tmp / f"mnt-titanq-{kind}", f"assets={ref}") as m:
+        loaded = AutoModelForCausalLM.from_pretrained(str(m))
+        x = torch.arange(16).reshape(2, 8) % loaded.config.vocab_size
+        with torch.no_grad():
+            got = loaded(x).logits.clone()
+        lsd = {k: v.detach().clone() for k, v in loaded.state_dict().items()}
+        del loaded
+        gc.collect()
+    assert set(lsd) == set(sd)
+    for k, v in sd.items():
+        assert torch.equal(lsd[k], v), f"{k} differs after from_pretrained"
+    with torch.no_grad():
+        want = AutoModelForCausalLM.from_pretrained(str(ref))(x).logits
+    assert torch.equal(got, want)
