@@ -73,7 +73,7 @@ int ckpt_engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len
 		return 0;
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
-	if (f->kind == CKPT_VF_ASSET) {
+	if (f->kind == CKPT_VF_ASSET && !f->head) {
 		rc = ckpt_pread_full(f->fd, dst, len, off);
 		if (rc)
 			return ckpt_err_set(e, rc, "asset %s: read failed: %s", f->name, strerror(-rc));

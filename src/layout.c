@@ -1,6 +1,7 @@
 /* layout.c - see layout.h.  Output conventions: converters.md section 14. */
 #include "config.h"
 #include "layout.h"
+#include "blob.h"
 #include "dirlist.h"
 
 #include <errno.h>
@@ -161,7 +162,80 @@ static int is_asset_name(const char *n)
 	return 1;
 }
 
-static int add_assets(struct ckpt_layout *l, const char *dir, struct ckpt_err *e)
+/* config.json with every "torch_dtype" / "dtype" string value replaced by
+ * dtype (the served one); everything else byte for byte.  NULL on error. */
+static char *patch_config(const char *in, size_t len, const char *dtype, size_t *out_len)
+{
+	static const char *const keys[] = { "\"torch_dtype\"", "\"dtype\"" };
+	size_t cap = len + 256, n = 0;
+	char *out = malloc(cap);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		size_t kl = 0;
+		for (int k = 0; k < 2 && !kl; k++)
+			if (len - i >= strlen(keys[k]) && !memcmp(in + i, keys[k], strlen(keys[k])))
+				kl = strlen(keys[k]);
+		size_t j = i + kl;
+		if (kl) {
+			while (j < len && (in[j] == ' ' || in[j] == '\t' || in[j] == '\n' || in[j] == '\r'))
+				j++;
+			if (j < len && in[j] == ':') {
+				j++;
+				while (j < len && (in[j] == ' ' || in[j] == '\t' || in[j] == '\n' || in[j] == '\r'))
+					j++;
+			} else {
+				j = len;
+			}
+		}
+		if (kl && j < len && in[j] == '"') {
+			const char *end = memchr(in + j + 1, '"', len - j - 1);
+			if (end) {
+				size_t keep = j + 1 - i, dl = strlen(dtype);
+				if (n + keep + dl + 1 >= cap && !(out = realloc(out, cap = cap * 2 + keep + dl)))
+					return NULL;
+				memcpy(out + n, in + i, keep);
+				n += keep;
+				memcpy(out + n, dtype, dl);
+				n += dl;
+				i = (size_t)(end - in);  /* the closing quote is copied next */
+				continue;
+			}
+		}
+		if (n + 1 >= cap && !(out = realloc(out, cap *= 2)))
+			return NULL;
+		out[n++] = in[i++];
+	}
+	*out_len = n;
+	return out;
+}
+
+/* Serves a patched config.json from memory instead of the file. */
+static int patch_asset(struct ckpt_vfile *f, const char *dtype, struct ckpt_err *e)
+{
+	char *buf = malloc(f->size ? f->size : 1);
+	size_t n;
+	int rc;
+
+	if (!buf)
+		return oom(e);
+	if ((rc = ckpt_pread_full(f->fd, buf, f->size, 0))) {
+		free(buf);
+		return ckpt_err_set(e, rc, "asset %s: read failed: %s", f->name, strerror(-rc));
+	}
+	f->head = (uint8_t *)patch_config(buf, f->size, dtype, &n);
+	free(buf);
+	if (!f->head)
+		return oom(e);
+	f->head_len = f->size = n;
+	close(f->fd);
+	f->fd = -1;
+	return 0;
+}
+
+static int add_assets(struct ckpt_layout *l, const char *dir, const char *dtype,
+		      struct ckpt_err *e)
 {
 	char **names, path[PATH_MAX];
 	size_t n;
@@ -186,6 +260,8 @@ static int add_assets(struct ckpt_layout *l, const char *dir, struct ckpt_err *e
 		}
 		f->fd = fd;
 		f->size = (uint64_t)sb.st_size;
+		if (dtype && !strcmp(f->name, "config.json"))
+			rc = patch_asset(f, dtype, e);
 	}
 	ckpt_names_free(names, n);
 	return rc;
@@ -315,7 +391,8 @@ int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const st
 	if (!rc && (nfiles > 1 || mirrored))
 		rc = render_index(l, e);
 	if (!rc && o->assets)
-		rc = add_assets(l, o->assets, e);
+		rc = add_assets(l, o->assets, o->dtype != CKPT_DT_INVALID && !o->dtype_auto ?
+				ckpt_dtype_name(o->dtype) : NULL, e);
 	if (rc)
 		ckpt_layout_free(l);
 	return rc;

@@ -23,7 +23,8 @@ struct ckpt_vfile {
 	char *name;
 	enum ckpt_vf_kind kind;
 	uint64_t size;
-	uint8_t *head;       /* WEIGHTS: 8-byte length + JSON header; INDEX: whole file */
+	uint8_t *head;       /* WEIGHTS: 8-byte length + JSON header; INDEX, patched
+	                        ASSET (config.json with the served dtype): whole file */
 	uint64_t head_len;
 	struct ckpt_extent *ext;  /* WEIGHTS: tensors in file order */
 	size_t next;

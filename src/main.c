@@ -21,6 +21,7 @@ struct cli {
 	char *assets;
 	char *mapping;
 	char *mapping_strict;
+	char *dtype;
 	char *explain;
 	int allow_holes;
 	int keep_all;
@@ -42,6 +43,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("cache_size=%s", cache_size, 0),
 	CLI_OPT("assets=%s", assets, 0),
 	CLI_OPT("mapping=%s", mapping, 0),
+	CLI_OPT("dtype=%s", dtype, 0),
 	CLI_OPT("mapping_strict=%s", mapping_strict, 0),
 	CLI_OPT("--explain=%s", explain, 0),
 	CLI_OPT("allow_holes", allow_holes, 1),
@@ -92,6 +94,10 @@ static void usage(FILE *fp)
 "                         file from the installed mapping/ directory by the\n"
 "                         checkpoint's keys and the assets' config.json; none\n"
 "                         keeps DCP names; FILE is a rule file of your own\n"
+"  -o dtype=bf16|fp16|fp32|orig|auto\n"
+"                         serve floating tensors in this dtype, converted on read\n"
+"                         exactly as torch's tensor.to(dtype); orig (default)\n"
+"                         as stored; auto: the assets' config.json torch_dtype\n"
 "  -o mapping_strict=0    leave out (and list) source tensors no rule matches\n"
 "                         instead of refusing the checkpoint\n"
 "  -o keep_all            show every tensor under its raw DCP name\n"
@@ -143,6 +149,26 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 	o->keep_all = c->keep_all;
 	o->assets = c->assets;
 	o->mapping = c->mapping;
+	if (c->dtype) {
+		static const struct { const char *name; enum ckpt_dtype dt; } dts[] = {
+			{ "bf16", CKPT_DT_BF16 }, { "bfloat16", CKPT_DT_BF16 },
+			{ "fp16", CKPT_DT_F16 }, { "float16", CKPT_DT_F16 }, { "half", CKPT_DT_F16 },
+			{ "fp32", CKPT_DT_F32 }, { "float32", CKPT_DT_F32 }, { "float", CKPT_DT_F32 },
+			{ "orig", CKPT_DT_INVALID },
+		};
+		size_t i;
+		for (i = 0; i < sizeof(dts) / sizeof(dts[0]) && strcmp(dts[i].name, c->dtype); i++)
+			;
+		if (!strcmp(c->dtype, "auto")) {
+			o->dtype_auto = 1;
+		} else if (i == sizeof(dts) / sizeof(dts[0])) {
+			fprintf(stderr, "ckptfs: -o dtype=%s: expected bf16, fp16, fp32, orig or auto\n",
+				c->dtype);
+			return -EINVAL;
+		} else {
+			o->dtype = dts[i].dt;
+		}
+	}
 	if (c->mapping_strict) {
 		if (strcmp(c->mapping_strict, "0") && strcmp(c->mapping_strict, "1")) {
 			fprintf(stderr, "ckptfs: -o mapping_strict=%s: expected 0 or 1\n", c->mapping_strict);
@@ -180,6 +206,7 @@ static void free_cli(struct cli *c)
 	free(c->assets);
 	free(c->mapping);
 	free(c->mapping_strict);
+	free(c->dtype);
 	free(c->explain);
 	for (int i = 0; i < c->npos; i++)
 		free(c->pos[i]);

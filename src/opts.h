@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "dtype.h"
+
 #define CKPT_DEFAULT_MAX_SHARD (5000ull * 1000 * 1000)  /* 5 GB, as transformers */
 
 struct ckpt_opts {
@@ -14,6 +16,8 @@ struct ckpt_opts {
 	uint64_t cache_bytes;     /* budget for decompressed / strided items in memory */
 	const char *mapping;      /* "auto" (NULL), "none", or a rule file */
 	int mapping_lax;          /* mapping_strict=0: unmatched sources are left out */
+	enum ckpt_dtype dtype;    /* served floating dtype, CKPT_DT_INVALID = as stored */
+	int dtype_auto;           /* dtype=auto: from the assets' config.json */
 };
 
 #endif

@@ -3,9 +3,13 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "convert.h"
 #include "gather.h"
+
+#define CONVERT_BLOCK 65536  /* elements gathered per conversion step */
 
 /* Segment holding element x of t: binary search over cumulative counts
  * would need a table; recipes are short (a few segments) except row
@@ -24,6 +28,35 @@ static size_t find_segment(const struct ckpt_vtensor *t, uint64_t x, uint64_t *s
 	return t->nseg;
 }
 
+/* Gathers elements of sg in its source dtype, block by block, and converts
+ * them to dtype into dst. */
+static int gather_converted(struct ckpt_chunkio *io, const struct ckpt_segment *sg,
+			    enum ckpt_dtype to, uint64_t first, uint64_t n, uint8_t *dst,
+			    struct ckpt_err *e)
+{
+	enum ckpt_dtype from = sg->src->dtype;
+	size_t ein = ckpt_dtype_size(from), eout = ckpt_dtype_size(to);
+	uint8_t *buf;
+	int rc = 0;
+
+	if (!ckpt_convert_supported(from, to))
+		return ckpt_err_set(e, -ENOTSUP, "tensor '%s': no conversion from %s to %s",
+				    sg->src->name, ckpt_dtype_name(from), ckpt_dtype_name(to));
+	if (!(buf = malloc((n < CONVERT_BLOCK ? n : CONVERT_BLOCK) * ein)))
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	while (n > 0 && !rc) {
+		uint64_t take = n < CONVERT_BLOCK ? n : CONVERT_BLOCK;
+		if (!(rc = ckpt_gather_box(io, sg, first, take, buf, e))) {
+			ckpt_convert(from, to, buf, dst, take);
+			dst += take * eout;
+			first += take;
+			n -= take;
+		}
+	}
+	free(buf);
+	return rc;
+}
+
 /* Whole elements [first, first+n) of t into dst, served dtype. */
 static int serve_elems(struct ckpt_chunkio *io, const struct ckpt_vtensor *t, uint64_t first,
 		       uint64_t n, uint8_t *dst, struct ckpt_err *e)
@@ -39,12 +72,12 @@ static int serve_elems(struct ckpt_chunkio *io, const struct ckpt_vtensor *t, ui
 					    t->name);
 		const struct ckpt_segment *sg = &t->seg[i];
 		uint64_t in = first - s0, take = sg->numel - in < n ? sg->numel - in : n;
-		if (sg->src->dtype != t->dtype)
-			return ckpt_err_set(e, -ENOTSUP, "tensor '%s': no conversion from %s to %s",
-					    t->name, ckpt_dtype_name(sg->src->dtype),
-					    ckpt_dtype_name(t->dtype));
-		if ((rc = ckpt_gather_box(io, sg, in, take, dst, e)))
+		if (sg->src->dtype == t->dtype) {
+			if ((rc = ckpt_gather_box(io, sg, in, take, dst, e)))
+				return rc;
+		} else if ((rc = gather_converted(io, sg, t->dtype, in, take, dst, e))) {
 			return rc;
+		}
 		dst += take * es;
 		first += take;
 		n -= take;

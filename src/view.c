@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include "dirlist.h"
 #include "mapping.h"
 
@@ -201,6 +202,31 @@ static json_t *load_config(const char *assets)
 	return json_load_file(path, 0, NULL);
 }
 
+/* dtype=auto: the config's torch_dtype (or transformers 5 "dtype"). */
+static enum ckpt_dtype config_dtype(json_t *config)
+{
+	const char *s = json_string_value(json_object_get(config, "torch_dtype"));
+	if (!s)
+		s = json_string_value(json_object_get(config, "dtype"));
+	return s ? ckpt_dtype_from_torch(s) : CKPT_DT_INVALID;
+}
+
+/* Floating tensors are served in the asked dtype; integer, bool and fp8
+ * tensors stay as stored. */
+static void apply_dtype(struct ckpt_view *v, enum ckpt_dtype to)
+{
+	v->served = to;
+	if (to == CKPT_DT_INVALID)
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		struct ckpt_vtensor *t = &v->t[i];
+		if (t->dtype != to && ckpt_convert_supported(t->dtype, to)) {
+			t->dtype = to;
+			t->nbytes = t->numel * ckpt_dtype_size(to);
+		}
+	}
+}
+
 static int cmp_vt(const void *a, const void *b)
 {
 	return ckpt_natcmp(((const struct ckpt_vtensor *)a)->name,
@@ -267,6 +293,8 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 			rc = -ENOMEM;
 	}
 	ckpt_mapping_free(m);
+	if (!rc)
+		apply_dtype(v, o->dtype_auto ? config_dtype(config) : o->dtype);
 	json_decref(config);
 	free(names);
 	free(keep);

@@ -42,6 +42,7 @@ struct ckpt_view {
 	size_t nskipped;
 	char *stripped;             /* the wrapper prefix removed, or NULL */
 	char *mapping;              /* name of the mapping applied, or NULL */
+	enum ckpt_dtype served;     /* dtype floating tensors are served in, or INVALID */
 };
 
 /* The directory of the shipped rule files: $CKPTFS_MAPPING_DIR, else the

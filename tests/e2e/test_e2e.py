@@ -133,3 +133,39 @@ def test_matches_torch_consolidation(ckpt_case, mount, e2e_tmp):
     assert sorted(served) == sorted(consolidated)
     for k, t in served.items():
         assert _same(t, consolidated[k]), f"{k}: differs from torch's consolidation"
+
+
+@pytest.mark.parametrize("case,dtype", [("llama-fp32", "bf16"), ("llama-dtensor-shard0-4", "bf16"),
+                                        ("qwen3moe-fp32", "fp16"), ("llama-bf16", "fp32"),
+                                        ("llama-fsdp2-optim-2", "fp16")], indirect=["case"])
+def test_dtype_conversion(case, dtype, mount, e2e_tmp):
+    """-o dtype=...: every floating tensor equals torch's own .to(dtype) of the
+    DCP-loaded tensor bit for bit; config.json says the served dtype; and
+    from_pretrained gives the logits of the reference loaded in that dtype."""
+    import torch
+    import torch_ref
+    from transformers import AutoModelForCausalLM
+    name, ck, ref, info = case
+    tdt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    loaded = torch_ref.load_dcp(str(ck))
+    prefix = info["dcp_prefix"]
+    with mount(ck, e2e_tmp / "mnt" / f"d-{name}-{dtype}", f"assets={ref}", f"dtype={dtype}") as m:
+        served = _read_all(m)
+        cfg = json.loads((m / "config.json").read_text())
+        model = AutoModelForCausalLM.from_pretrained(str(m))
+        with torch.no_grad():
+            got = model(torch.arange(16).reshape(2, 8) % cfg["vocab_size"]).logits.clone()
+        del model
+        gc.collect()
+    assert cfg.get("dtype", cfg.get("torch_dtype")) == str(tdt).replace("torch.", "")
+    for k, t in served.items():
+        src = loaded[prefix + k]
+        want = src.to(tdt) if src.is_floating_point() else src
+        assert _same(t, want), f"{k}: differs from torch's .to({tdt})"
+    from transformers import AutoConfig
+    refm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(ref)), dtype=tdt)
+    refm.load_state_dict({k: v.to(tdt) for k, v in torch.load(ref / "reference.pt").items()})
+    refm.eval()
+    with torch.no_grad():
+        want = refm(torch.arange(16).reshape(2, 8) % cfg["vocab_size"]).logits
+    assert torch.equal(got, want), "logits differ from the reference loaded in the same dtype"
