@@ -28,6 +28,10 @@
 #include <immintrin.h>
 #endif
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "convert.c assumes a little-endian host"
+#endif
+
 #define BLK 256 /* elements per block of the fast kernels */
 
 /* Unaligned, aliasing-safe element access (GNU C; gcc and clang). */

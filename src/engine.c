@@ -4,9 +4,35 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_CACHE_BYTES (1024ull << 20)
+
+/* Finds config.json and tokenizer files next to the weights when -o assets
+ * is not given: veRL's huggingface/, AutoModel's .hf_metadata/, VeOmni's
+ * model_assets/, or a config.json in the checkpoint directory, its parent
+ * (the step) or grandparent (the run root). */
+static char *find_assets(const char *dir)
+{
+	static const char *const cands[] = {
+		"huggingface", ".hf_metadata", "model_assets", ".",
+		"../huggingface", "../.hf_metadata", "../model_assets", "..", "../..",
+	};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s/config.json", dir, cands[i]);
+		if (access(path, R_OK) == 0) {
+			snprintf(path, sizeof(path), "%s/%s", dir, cands[i]);
+			return realpath(path, NULL);
+		}
+	}
+	return NULL;
+}
 
 int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_opts *o,
 		     struct ckpt_err *e)
@@ -17,6 +43,14 @@ int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_o
 	g->opts = *o;
 	if ((rc = ckpt_catalog_open(&g->cat, src, o, e)))
 		return rc;
+	if (!g->opts.assets) {
+		g->assets_found = find_assets(g->cat.realdir);
+		g->opts.assets = g->assets_found;
+		if (!g->assets_found)
+			ckpt_warn("%s: no config.json next to the weights and no -o assets=DIR: "
+				  "serving the weights only", g->cat.dir);
+	}
+	o = &g->opts;
 	if ((rc = ckpt_view_build(&g->view, &g->cat, o, e)))
 		goto fail_cat;
 	if ((rc = ckpt_layout_build(&g->layout, &g->view, o, e)))
@@ -33,6 +67,8 @@ fail_view:
 	ckpt_view_free(&g->view);
 fail_cat:
 	ckpt_catalog_close(&g->cat);
+	free(g->assets_found);
+	g->assets_found = NULL;
 	return rc;
 }
 
@@ -42,6 +78,7 @@ void ckpt_engine_close(struct ckpt_engine *g)
 	ckpt_layout_free(&g->layout);
 	ckpt_view_free(&g->view);
 	ckpt_catalog_close(&g->cat);
+	free(g->assets_found);
 	memset(g, 0, sizeof(*g));
 }
 

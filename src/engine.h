@@ -15,6 +15,7 @@
 
 struct ckpt_engine {
 	struct ckpt_opts opts;
+	char *assets_found;        /* assets directory discovered next to the weights */
 	struct ckpt_catalog cat;
 	struct ckpt_view view;
 	struct ckpt_layout layout;

@@ -53,6 +53,11 @@ void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int detail, const char 
 	ckpt_print_line(fp, "shown: %zu tensors, %" PRIu64 " bytes%s%s%s", g->view.n, l->tensor_bytes,
 			g->view.stripped ? " (wrapper '" : "", g->view.stripped ? g->view.stripped : "",
 			g->view.stripped ? ".' stripped from every name)" : "");
+	if (g->opts.assets)
+		ckpt_print_line(fp, "assets: %s%s", g->opts.assets,
+				g->assets_found ? " (found next to the weights)" : "");
+	else
+		fprintf(fp, "assets: none (weights only; -o assets=DIR adds config and tokenizer)\n");
 	if (g->view.mapping)
 		ckpt_print_line(fp, "mapping: %s", g->view.mapping);
 	fprintf(fp, "files:\n");

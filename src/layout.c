@@ -151,6 +151,10 @@ static int is_asset_name(const char *n)
 		".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf",
 		".distcp", ".index.json", ".metadata", ".tmp",
 	};
+	/* trainer files that may sit beside a config.json */
+	if (!strcmp(n, "metadata.json") || !strcmp(n, "checkpoint_manifest.json") ||
+	    !strcmp(n, "latest_checkpointed_iteration.txt"))
+		return 0;
 	size_t l = strlen(n);
 	if (n[0] == '.')
 		return 0;

@@ -232,7 +232,9 @@ static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
 	int want = strcmp(cmd, "export") == 0 ? 2 : 1, rc;
 
 	if (args->argc > 1) {
-		fprintf(stderr, "ckptfs %s: unknown option '%s'\n", cmd, args->argv[1]);
+		int o = !strcmp(args->argv[1], "-o") && args->argc > 2;
+		fprintf(stderr, "ckptfs %s: unknown option '%s%s%s'\n", cmd, args->argv[1], o ? " " : "",
+			o ? args->argv[2] : "");
 		return 2;
 	}
 	if (c->npos != want || c->too_many) {
