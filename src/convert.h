@@ -22,17 +22,18 @@
  * covering whole SIMD vectors:
  *
  *  - F32 -> BF16 and F64 -> BF16: every NaN becomes 0xFFFF (ATen's
- *    cvtfp32_bf16 blend).  Torch's scalar path (strided tensors, 0-dim
- *    tensors, and for F64 the last < 16 elements of each thread's chunk)
- *    gives 0x7FC0 instead.
- *  - F16 -> BF16: every NaN becomes 0x7FC0 (torch uses the scalar c10
- *    rounding here even for contiguous tensors).
+ *    cvtfp32_bf16 blend).  Torch's scalar path gives 0x7FC0 instead: for
+ *    strided and 0-dim tensors, and for F64 also for the last (n mod 16)
+ *    elements of each thread's chunk of n elements.
+ *  - F16 -> BF16: every NaN becomes 0x7FC0 (on every torch path, contiguous
+ *    or not).
  *  - -> F16 (from F32, F64, BF16): the sign is kept, the NaN is made quiet
  *    and the top 10 payload bits of the F32 value are kept:
  *    sign | 0x7E00 | (f32 mantissa >> 13) (vcvtps2ph).
  *  - F64 -> F32: sign | 0x7FC00000 | (f64 mantissa >> 29) (vcvtpd2ps).
  *  - F16 -> F32: sign | 0x7FC00000 | (f16 mantissa << 13) (vcvtph2ps).  Torch
- *    gives 0x7FFFFFFF for the last < 16 elements of each thread's chunk.
+ *    gives 0x7FFFFFFF for the last (n mod 8) elements of each thread's
+ *    chunk of n elements (so for all of a tensor shorter than 8).
  *  - BF16 -> F32: the bits shifted left by 16, signalling NaNs included.
  *  - Identity copies keep every bit.
  *

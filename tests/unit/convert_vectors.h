@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dtype.h"
+#include "../../src/dtype.h"
 
 struct cv_edge { uint64_t in, out; };
 

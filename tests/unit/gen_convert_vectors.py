@@ -240,7 +240,7 @@ def main():
     notes = [scalar_nan_note(s, d) for s, d in PAIRS]
     lines += [" *   " + n for n in notes]
     lines += [" */", "#ifndef CKPT_CONVERT_VECTORS_H", "#define CKPT_CONVERT_VECTORS_H", "",
-              "#include <stddef.h>", "#include <stdint.h>", "", '#include "dtype.h"', "",
+              "#include <stddef.h>", "#include <stdint.h>", "", '#include "../../src/dtype.h"', "",
               "struct cv_edge { uint64_t in, out; };", "",
               "#define CV_RANDOM_N %dul" % RANDOM_N, "#define CV_SEED_BASE 0x%016xull" % SEED_BASE, ""]
     table = []

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "convert.h"
+#include "../../src/convert.h"
 #include "convert_vectors.h"
 #include "tap.h"
 
@@ -118,7 +118,7 @@ static const char *run(int which, enum ckpt_dtype from, enum ckpt_dtype to, cons
 	return ckpt__convert_tier(which, from, to, src, dst, n);
 }
 
-static char label[64];
+static char label[64], dummy[8];
 
 static const char *who(int which, enum ckpt_dtype from, enum ckpt_dtype to)
 {
@@ -127,7 +127,7 @@ static const char *who(int which, enum ckpt_dtype from, enum ckpt_dtype to)
 	if (which == -2)
 		snprintf(label, sizeof(label), "ckpt_convert (%s)", ckpt_convert_kernel(from, to));
 	else
-		snprintf(label, sizeof(label), "tier %d (%s)", which, ckpt__convert_tier(which, from, to, "", label, 0));
+		snprintf(label, sizeof(label), "tier %d (%s)", which, ckpt__convert_tier(which, from, to, "", dummy, 0));
 	return label;
 }
 
@@ -253,7 +253,7 @@ int main(void)
 	int ntier = 0;
 	const char *slow = getenv("CKPTFS_SLOW_TESTS");
 
-	while (ntier < MAXTIER && ckpt__convert_tier(ntier, CKPT_DT_F32, CKPT_DT_BF16, "", label, 0))
+	while (ntier < MAXTIER && ckpt__convert_tier(ntier, CKPT_DT_F32, CKPT_DT_BF16, "", dummy, 0))
 		ntier++;
 	printf("# kernel tiers on this CPU: %d; best F32->BF16: %s\n", ntier,
 	       ckpt_convert_kernel(CKPT_DT_F32, CKPT_DT_BF16));
