@@ -1,14 +1,17 @@
-/* fs.c - FUSE low-level operations over an engine; see fs.h.
+/* fs.c - FUSE low-level operations over an engine or a run root; see fs.h.
  *
- * The tree is one directory (inode 1) holding the layout's files (inode
- * index + 2).  Content never changes while mounted, so entries and
+ * One checkpoint: the root directory holds the layout's files.  A run root:
+ * the root holds one directory per complete step plus a "latest" symlink,
+ * and is rescanned so steps saved while mounted appear (short timeouts on
+ * the root only).  A checkpoint's content never changes, so its entries and
  * attributes are cached by the kernel for a day and pages are kept across
- * opens (keep_cache).  Every operation only reads immutable engine state;
- * reads go through ckpt_engine_read, which is thread-safe.  Times are the
- * checkpoint metadata's mtime, so cp -p and rsync see a stable source. */
+ * opens (keep_cache).  Reads go through ckpt_engine_read, which is
+ * thread-safe.  Times are the checkpoint metadata's mtime, so cp -p and
+ * rsync see a stable source. */
 #define FUSE_USE_VERSION 312
 #include "config.h"
 #include "fs.h"
+#include "rundir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,14 +27,31 @@
 #include <unistd.h>
 
 #define TIMEOUT 86400.0
+#define RUN_TIMEOUT 1.0      /* run root: new steps must show up */
+#define RESCAN_MS 1000
 #define ROOT_INO 1
+#define LATEST_INO 2         /* run mode: the "latest" symlink */
+
+/* Inodes: 1 the root; single checkpoint: file k is k + 2; run root: step s
+ * is (s + 1) << 32 | 1 and its file k is (s + 1) << 32 | (k + 2). */
+#define STEP_INO(s) (((fuse_ino_t)(s) + 1) << 32 | 1)
+#define FILE_INO(s, k) (((fuse_ino_t)(s) + 1) << 32 | ((fuse_ino_t)(k) + 2))
 
 struct fs {
-	struct ckpt_engine *g;
+	struct ckpt_engine *g;   /* single checkpoint, or NULL */
+	struct ckpt_run *run;    /* run root, or NULL */
 	const char *mountpoint;
 	time_t mtime;
 	uid_t uid;
 	gid_t gid;
+};
+
+/* What an inode stands for. */
+enum node_kind { N_NONE, N_ROOT, N_STEP, N_FILE, N_LATEST };
+struct node {
+	enum node_kind kind;
+	struct ckpt_engine *g;   /* N_FILE */
+	size_t step, file;
 };
 
 static void raise_readahead(const char *mountpoint);
@@ -53,26 +73,74 @@ static struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+static struct node resolve(struct fs *fs, fuse_ino_t ino)
+{
+	struct node n = { N_NONE, NULL, 0, 0 };
+	uint64_t hi = ino >> 32, lo = ino & 0xffffffffu;
+
+	if (ino == ROOT_INO) {
+		n.kind = N_ROOT;
+	} else if (!fs->run) {
+		if (hi == 0 && lo >= 2 && lo - 2 < fs->g->layout.n) {
+			n.kind = N_FILE;
+			n.g = fs->g;
+			n.file = lo - 2;
+		}
+	} else if (ino == LATEST_INO) {
+		n.kind = N_LATEST;
+	} else if (hi > 0) {
+		int visible = 0;
+		n.step = hi - 1;
+		if (!ckpt_run_step(fs->run, n.step, &visible, NULL) || !visible)
+			return n;
+		if (lo == 1) {
+			n.kind = N_STEP;
+		} else {
+			struct ckpt_err e = { 0 };
+			n.g = ckpt_run_engine(fs->run, n.step, &e);
+			if (n.g && lo - 2 < n.g->layout.n) {
+				n.kind = N_FILE;
+				n.file = lo - 2;
+			}
+		}
+	}
+	return n;
+}
+
 static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 {
+	struct node n = resolve(fs, ino);
+	char buf[PATH_MAX];
+
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_atime = st->st_mtime = st->st_ctime = fs->mtime;
 	st->st_blksize = 1 << 20;
-	if (ino == ROOT_INO) {
+	switch (n.kind) {
+	case N_ROOT:
+	case N_STEP:
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 		return 0;
-	}
-	if (ino < 2 || ino - 2 >= fs->g->layout.n)
+	case N_LATEST:
+		if (!ckpt_run_latest(fs->run, buf, sizeof(buf)))
+			return -ENOENT;
+		st->st_mode = S_IFLNK | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)strlen(buf);
+		return 0;
+	case N_FILE:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)n.g->layout.f[n.file].size;
+		st->st_blocks = (st->st_size + 511) / 512;
+		st->st_mtime = st->st_ctime = st->st_atime = (time_t)n.g->cat.mtime;
+		return 0;
+	default:
 		return -ENOENT;
-	st->st_mode = S_IFREG | 0444;
-	st->st_nlink = 1;
-	st->st_size = (off_t)fs->g->layout.f[ino - 2].size;
-	st->st_blocks = (st->st_size + 511) / 512;
-	return 0;
+	}
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -82,63 +150,153 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->congestion_threshold = 48;
 }
 
+static void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino, double timeout)
+{
+	struct fuse_entry_param ep;
+
+	memset(&ep, 0, sizeof(ep));
+	ep.ino = ino;
+	ep.generation = 1;
+	ep.attr_timeout = ep.entry_timeout = timeout;
+	if (fill_attr(fs, ino, &ep.attr))
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_entry(req, &ep);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	struct fuse_entry_param ep;
+	struct node p = resolve(fs, parent);
+	struct ckpt_engine *g = NULL;
+	size_t step = 0;
 	int i;
 
-	if (parent != ROOT_INO) {
+	if (p.kind == N_ROOT && fs->run) {
+		if (!strcmp(name, "latest")) {
+			reply_entry(req, fs, LATEST_INO, RUN_TIMEOUT);
+			return;
+		}
+		long s = ckpt_run_find(fs->run, name);
+		if (s < 0) {  /* maybe saved since the last scan */
+			ckpt_run_rescan(fs->run, 0);
+			s = ckpt_run_find(fs->run, name);
+		}
+		if (s < 0)
+			fuse_reply_err(req, ENOENT);
+		else
+			reply_entry(req, fs, STEP_INO(s), TIMEOUT);
+		return;
+	}
+	if (p.kind == N_ROOT) {
+		g = fs->g;
+	} else if (p.kind == N_STEP) {
+		struct ckpt_err e = { 0 };
+		step = p.step;
+		if (!(g = ckpt_run_engine(fs->run, step, &e))) {
+			ckpt_print_line(stderr, "ckptfs: %s", e.msg);
+			fuse_reply_err(req, EIO);
+			return;
+		}
+	} else {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	if ((i = ckpt_layout_find(&fs->g->layout, name)) < 0) {
+	if ((i = ckpt_layout_find(&g->layout, name)) < 0)
 		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	memset(&ep, 0, sizeof(ep));
-	ep.ino = (fuse_ino_t)i + 2;
-	ep.generation = 1;
-	ep.attr_timeout = ep.entry_timeout = TIMEOUT;
-	fill_attr(fs, ep.ino, &ep.attr);
-	fuse_reply_entry(req, &ep);
+	else
+		reply_entry(req, fs, fs->run ? FILE_INO(step, i) : (fuse_ino_t)i + 2, TIMEOUT);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fs *fs = fs_of(req);
 	struct stat st;
 	(void)fi;
-	if (fill_attr(fs_of(req), ino, &st))
+	if (fill_attr(fs, ino, &st))
 		fuse_reply_err(req, ENOENT);
 	else
-		fuse_reply_attr(req, &st, TIMEOUT);
+		fuse_reply_attr(req, &st, fs->run && (ino == ROOT_INO || ino == LATEST_INO) ?
+					  RUN_TIMEOUT : TIMEOUT);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	char buf[PATH_MAX];
+	if (ino != LATEST_INO || !fs->run || !ckpt_run_latest(fs->run, buf, sizeof(buf)))
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+/* One directory entry; returns 0 when the buffer is full. */
+static int add_entry(fuse_req_t req, char *buf, size_t size, size_t *used, const char *name,
+		     fuse_ino_t ino, mode_t mode, off_t next)
+{
+	struct stat st = { 0 };
+	st.st_ino = ino;
+	st.st_mode = mode;
+	size_t need = fuse_add_direntry(req, buf + *used, size - *used, name, &st, next);
+	if (need > size - *used)
+		return 0;
+	*used += need;
+	return 1;
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	struct node n = resolve(fs, ino);
+	struct ckpt_engine *g = NULL;
+	size_t used = 0;
 	char *buf;
-	size_t used = 0, n = fs->g->layout.n + 2;
 	(void)fi;
 
-	if (ino != ROOT_INO) {
+	if (n.kind != N_ROOT && n.kind != N_STEP) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
+	}
+	if (n.kind == N_STEP || !fs->run) {
+		struct ckpt_err e = { 0 };
+		g = fs->run ? ckpt_run_engine(fs->run, n.step, &e) : fs->g;
+		if (!g) {
+			ckpt_print_line(stderr, "ckptfs: %s", e.msg);
+			fuse_reply_err(req, EIO);
+			return;
+		}
 	}
 	if (!(buf = malloc(size))) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = (size_t)off; i < n; i++) {
-		struct stat st = { 0 };
-		const char *name = i == 0 ? "." : i == 1 ? ".." : fs->g->layout.f[i - 2].name;
-		st.st_ino = i < 2 ? ROOT_INO : (fuse_ino_t)i;
-		st.st_mode = i < 2 ? S_IFDIR : S_IFREG;
-		size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
-		if (need > size - used)
+	if (!g && off == 0)
+		ckpt_run_rescan(fs->run, RESCAN_MS);
+	/* entries: ".", "..", then the files, or "latest" and the steps */
+	size_t total = g ? g->layout.n + 2 : ckpt_run_count(fs->run) + 3;
+	for (size_t i = (size_t)off; i < total; i++) {
+		int more = 1;
+		if (i < 2) {
+			more = add_entry(req, buf, size, &used, i ? ".." : ".", ino, S_IFDIR, (off_t)i + 1);
+		} else if (g) {
+			fuse_ino_t fino = fs->run ? FILE_INO(n.step, i - 2) : (fuse_ino_t)i;
+			more = add_entry(req, buf, size, &used, g->layout.f[i - 2].name, fino, S_IFREG,
+					 (off_t)i + 1);
+		} else if (i == 2) {
+			char lb[PATH_MAX];
+			if (ckpt_run_latest(fs->run, lb, sizeof(lb)))
+				more = add_entry(req, buf, size, &used, "latest", LATEST_INO, S_IFLNK,
+						 (off_t)i + 1);
+		} else {
+			int visible = 0;
+			const char *name = ckpt_run_step(fs->run, i - 3, &visible, NULL);
+			if (name && visible)
+				more = add_entry(req, buf, size, &used, name, STEP_INO(i - 3), S_IFDIR,
+						 (off_t)i + 1);
+		}
+		if (!more)
 			break;
-		used += need;
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
@@ -146,12 +304,12 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
-	if (ino == ROOT_INO) {
+	struct node n = resolve(fs_of(req), ino);
+	if (n.kind == N_ROOT || n.kind == N_STEP) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (ino < 2 || ino - 2 >= fs->g->layout.n) {
+	if (n.kind != N_FILE) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -166,13 +324,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
+	struct node n = resolve(fs_of(req), ino);
 	struct ckpt_err e = { 0 };
 	uint8_t *buf;
 	size_t got;
 	(void)fi;
 
-	if (ino < 2 || ino - 2 >= fs->g->layout.n || off < 0) {
+	if (n.kind != N_FILE || off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -180,9 +338,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (ckpt_engine_read(fs->g, ino - 2, (uint64_t)off, size, buf, &got, &e)) {
+	if (ckpt_engine_read(n.g, n.file, (uint64_t)off, size, buf, &got, &e)) {
 		ckpt_print_line(stderr, "ckptfs: read of %s at %lld+%zu failed: %s",
-				fs->g->layout.f[ino - 2].name, (long long)off, size, e.msg);
+				n.g->layout.f[n.file].name, (long long)off, size, e.msg);
 		fuse_reply_err(req, EIO);  /* never wrong bytes */
 	} else {
 		fuse_reply_buf(req, (const char *)buf, got);
@@ -194,15 +352,18 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fs *fs = fs_of(req);
 	struct statvfs sv;
-	uint64_t total = 0;
+	uint64_t total = 0, files = 1;
 	(void)ino;
 
-	for (size_t i = 0; i < fs->g->layout.n; i++)
-		total += fs->g->layout.f[i].size;
+	if (fs->g) {
+		for (size_t i = 0; i < fs->g->layout.n; i++)
+			total += fs->g->layout.f[i].size;
+		files += fs->g->layout.n;
+	}
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = sv.f_frsize = 4096;
 	sv.f_blocks = (total + 4095) / 4096;
-	sv.f_files = fs->g->layout.n + 1;
+	sv.f_files = files;
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
 }
@@ -211,6 +372,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
+	.readlink = op_readlink,
 	.readdir = op_readdir,
 	.open = op_open,
 	.read = op_read,
@@ -258,10 +420,13 @@ static void raise_readahead(const char *mountpoint)
 	}
 }
 
-int ckpt_fs_serve(struct ckpt_engine *g, struct fuse_args *args, const char *mountpoint,
-		  int foreground, int single_thread, int clone_fd, unsigned max_threads)
+int ckpt_fs_serve(struct ckpt_engine *g, struct ckpt_run *run, struct fuse_args *args,
+		  const char *mountpoint, int foreground, int single_thread, int clone_fd,
+		  unsigned max_threads)
 {
-	struct fs fs = { .g = g, .mountpoint = mountpoint, .mtime = (time_t)g->cat.mtime, .uid = getuid(), .gid = getgid() };
+	struct fs fs = { .g = g, .run = run, .mountpoint = mountpoint,
+			 .mtime = g ? (time_t)g->cat.mtime : time(NULL), .uid = getuid(),
+			 .gid = getgid() };
 	struct fuse_session *se;
 	int rc = -EIO;
 

@@ -6,10 +6,14 @@
 
 struct fuse_args;
 
-/* Mounts engine g at mountpoint and serves requests until unmounted.
- * args carries the remaining libfuse options (-o allow_other, ...).
- * foreground / single_thread mirror -f / -s.  Returns 0 or -errno. */
-int ckpt_fs_serve(struct ckpt_engine *g, struct fuse_args *args, const char *mountpoint,
-		  int foreground, int single_thread, int clone_fd, unsigned max_threads);
+struct ckpt_run;
+
+/* Mounts engine g (one checkpoint) or run (a run root; g NULL) at
+ * mountpoint and serves requests until unmounted.  args carries the
+ * remaining libfuse options (-o allow_other, ...).  foreground /
+ * single_thread mirror -f / -s.  Returns 0 or -errno. */
+int ckpt_fs_serve(struct ckpt_engine *g, struct ckpt_run *run, struct fuse_args *args,
+		  const char *mountpoint, int foreground, int single_thread, int clone_fd,
+		  unsigned max_threads);
 
 #endif

@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "frontends.h"
 #include "fs.h"
+#include "rundir.h"
 
 struct cli {
 	char *max_shard_size;
@@ -226,6 +227,44 @@ static int open_engine(struct ckpt_engine *g, const char *src, const struct cli 
 	return 0;
 }
 
+/* inspect of a run root: every step with its state; export refuses. */
+static int inspect_run(const char *cmd, const struct cli *c)
+{
+	struct ckpt_run *run;
+	struct ckpt_opts o;
+	struct ckpt_err e = { 0 };
+	char latest[4096];
+
+	if (strcmp(cmd, "inspect") != 0) {
+		ckpt_print_line(stderr, "ckptfs export: %s is a training run root with several steps; "
+				"export one step directory", c->pos[0]);
+		return 2;
+	}
+	if (build_opts(c, &o))
+		return 2;
+	if (ckpt_run_open(&run, c->pos[0], &o, &e)) {
+		ckpt_print_line(stderr, "ckptfs: %s", e.msg);
+		return 1;
+	}
+	ckpt_print_line(stdout, "run root: %s", c->pos[0]);
+	for (size_t i = 0; i < ckpt_run_count(run); i++) {
+		int visible = 0;
+		const char *why = NULL, *name = ckpt_run_step(run, i, &visible, &why);
+		struct ckpt_engine *g = visible ? ckpt_run_engine(run, i, &e) : NULL;
+		if (g)
+			ckpt_print_line(stdout, "  %-30s %zu tensors, %zu files%s%s", name, g->view.n,
+					g->layout.n, g->view.mapping ? ", mapping " : "",
+					g->view.mapping ? g->view.mapping : "");
+		else
+			ckpt_print_line(stdout, "  %-30s hidden: %s", name, visible ? e.msg : why);
+		ckpt_err_clear(&e);
+	}
+	const char *l = ckpt_run_latest(run, latest, sizeof(latest));
+	ckpt_print_line(stdout, "latest: %s", l ? l : "(none)");
+	ckpt_run_close(run);
+	return 0;
+}
+
 static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
 {
 	struct ckpt_engine g;
@@ -242,6 +281,8 @@ static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
 			want == 2 ? "SRC OUTDIR" : "SRC");
 		return 2;
 	}
+	if (ckpt_run_detect(c->pos[0]))
+		return inspect_run(cmd, c);
 	if ((rc = open_engine(&g, c->pos[0], c)))
 		return rc;
 	if (want == 1) {
@@ -273,15 +314,33 @@ static int run_mount(struct fuse_args *args, struct cli *c)
 		free(fo.mountpoint);
 		return 2;
 	}
-	if ((rc = open_engine(&g, c->pos[0], c))) {
-		free(fo.mountpoint);
-		return rc;
+	if (ckpt_run_detect(c->pos[0])) {
+		struct ckpt_run *run;
+		struct ckpt_opts o;
+		struct ckpt_err e = { 0 };
+		if (build_opts(c, &o)) {
+			free(fo.mountpoint);
+			return 2;
+		}
+		if (ckpt_run_open(&run, c->pos[0], &o, &e)) {
+			ckpt_print_line(stderr, "ckptfs: %s", e.msg);
+			free(fo.mountpoint);
+			return 1;
+		}
+		rc = ckpt_fs_serve(NULL, run, args, fo.mountpoint, fo.foreground, fo.singlethread,
+				   fo.clone_fd, fo.max_threads);
+		ckpt_run_close(run);
+	} else {
+		if ((rc = open_engine(&g, c->pos[0], c))) {
+			free(fo.mountpoint);
+			return rc;
+		}
+		rc = ckpt_fs_serve(&g, NULL, args, fo.mountpoint, fo.foreground, fo.singlethread,
+				   fo.clone_fd, fo.max_threads);
+		ckpt_engine_close(&g);
 	}
-	rc = ckpt_fs_serve(&g, args, fo.mountpoint, fo.foreground, fo.singlethread, fo.clone_fd,
-			   fo.max_threads);
 	if (rc)
 		fprintf(stderr, "ckptfs: mounting %s on %s failed\n", c->pos[0], fo.mountpoint);
-	ckpt_engine_close(&g);
 	free(fo.mountpoint);
 	return rc ? 1 : 0;
 }

@@ -162,6 +162,52 @@ def check_fixture(name, src, work, assets=None):
         ok(unmount(mnt, p), f"{name}: fusermount3 -u unmounts and the daemon exits 0")
 
 
+def check_run_root(dcp, work):
+    """A run root: complete steps appear as directories (at any known inner
+    path), an incomplete save stays hidden until it completes, and "latest"
+    follows the newest step."""
+    run = os.path.join(work, "run")
+    steps = {"step-100": ("torch2.6-dtensor-2ranks", ""),
+             "step-20": ("megatron-core0.9-tp2", ""),
+             "global_step_300": ("lightning-fsdp1-torch2.0", "model/ckpt")}
+    for step, (fx, inner) in steps.items():
+        dst = os.path.join(run, step, inner) if inner else os.path.join(run, step)
+        shutil.copytree(os.path.join(dcp, fx), dst)
+    late = os.path.join(run, "step-400")
+    shutil.copytree(os.path.join(dcp, "torch1.13-per-item-files"), late)
+    for root, dirs, files in os.walk(run):
+        for f in files + dirs:
+            os.chmod(os.path.join(root, f), 0o755)
+    os.rename(os.path.join(late, ".metadata"), os.path.join(late, ".metadata.tmp"))
+    os.makedirs(os.path.join(run, "logs"))
+    mnt = os.path.join(work, "run-mnt")
+    os.mkdir(mnt)
+    p, _ = mount(run, mnt)
+    try:
+        names = sorted(os.listdir(mnt))
+        ok(names == ["global_step_300", "latest", "step-100", "step-20"],
+           f"run root lists the complete steps and latest ({names})")
+        ok(os.readlink(os.path.join(mnt, "latest")) == "global_step_300",
+           "latest points at the highest step number")
+        same = True
+        for step, (fx, inner) in steps.items():
+            exp = os.path.join(work, f"run-exp-{step}")
+            src = os.path.join(run, step, inner) if inner else os.path.join(run, step)
+            subprocess.run([BIN, "export", "-q", src, exp], check=True, capture_output=True)
+            for f in os.listdir(exp):
+                with open(os.path.join(mnt, step, f), "rb") as a, open(os.path.join(exp, f), "rb") as b:
+                    same &= a.read() == b.read()
+        ok(same, "every step's files equal its export")
+        os.rename(os.path.join(late, ".metadata.tmp"), os.path.join(late, ".metadata"))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "step-400" not in os.listdir(mnt):
+            time.sleep(0.2)
+        ok("step-400" in os.listdir(mnt) and os.readlink(os.path.join(mnt, "latest")) == "step-400",
+           "a step completed while mounted appears, and latest follows it")
+    finally:
+        ok(unmount(mnt, p), "run root: unmounts cleanly")
+
+
 def main():
     if not os.path.exists("/dev/fuse"):
         skip_all("/dev/fuse is missing")
@@ -203,6 +249,7 @@ def main():
             ok(eio, "a read that hits a truncated data file fails with EIO")
         finally:
             ok(unmount(mnt, p), "shrinking: unmounts cleanly")
+        check_run_root(dcp, work)
         # several shards: a small max_shard_size splits the Megatron fixture
         src = os.path.join(dcp, "megatron-core0.9-tp2")
         exp = os.path.join(work, "sharded-export")
