@@ -1,23 +1,36 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of ckptfs on one checkpoint.  Each pair of commands
-runs alternately (A B A B ...) so drift hits both; the table gives medians and
-the ratio of the medians.  Page caches are warm for the source in every run
-(each command runs once before timing); the mount is remounted for every
-timed read so its kernel cache never serves the data.  Copies go to --dest
-(default /dev/shm) so the destination disk does not set the pace.
+"""Side-by-side benchmark of ckptfs on one checkpoint, measured in one run.
 
-Usage: bench.py CKPTFS_BINARY CKPT_DIR [--runs N] [--dest DIR]"""
+Rows (median of --runs runs each; commands alternate, so drift hits all):
+  mount time; `cat` of the source files (the raw-read line); the FUSE
+  transport ceiling (bench/fuse_ceiling: a file of the same size served from
+  memory, read the same way); `cat` and `cp -r` of the mount with the stored
+  dtype and with -o dtype=bf16; `ckptfs export -o dtype=bf16`; the daemon's
+  peak RSS.  With --python (a python with torch + transformers), also torch's
+  own route to a bf16 HF directory (dcp_to_torch_save + cast + safetensors
+  save) against mounting + from_pretrained, and from_pretrained from the
+  mount against from a materialised copy.
+
+Every timed mount is fresh, so the kernel's page cache of the mount never
+serves the data; the source stays in the page cache (warm) as it would for
+repeated evaluation.  Copies go to /dev/shm so the destination disk does not
+set the pace.
+
+usage: bench.py BUILD_DIR CKPT_DIR [--assets DIR] [--runs N] [--python PY]"""
 import argparse
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
+BUF = bytearray(1 << 20)
 
-def run(cmd, **kw):
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+
+def sh(cmd, **kw):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
 
 def timed(fn):
@@ -26,91 +39,150 @@ def timed(fn):
     return time.perf_counter() - t0
 
 
+def cat(paths):
+    for p in paths:
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(BUF):
+                pass
+
+
+def raise_readahead(mnt):
+    """What ckptfs does for itself, for the ceiling filesystem (root only)."""
+    os.stat(mnt)  # INIT is done once this answers
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if parts[4] == mnt:
+                dev = parts[2]
+    try:
+        with open(f"/sys/class/bdi/{dev}/read_ahead_kb", "w") as f:
+            f.write("1024\n")
+    except OSError:
+        pass
+
+
+class Mount:
+    def __init__(self, argv, mnt):
+        self.argv, self.mnt = argv, mnt
+
+    def __enter__(self):
+        sh(self.argv)
+        raise_readahead(self.mnt)
+        return self.mnt
+
+    def __exit__(self, *a):
+        for _ in range(50):
+            if subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.1)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("ckptfs")
+    ap.add_argument("build")
     ap.add_argument("ckpt")
+    ap.add_argument("--assets")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--dest", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    ap.add_argument("--python")
     a = ap.parse_args()
+    ckptfs = os.path.join(a.build, "src", "ckptfs")
+    ceiling = os.path.join(a.build, "bench", "fuse_ceiling")
     src = os.path.abspath(a.ckpt)
     data = [os.path.join(src, f) for f in sorted(os.listdir(src))]
-    size = sum(os.path.getsize(f) for f in data)
-    work = tempfile.mkdtemp(prefix="ckptfs-bench-", dir=a.dest)
+    raw = sum(os.path.getsize(f) for f in data)
+    work = tempfile.mkdtemp(prefix="ckptfs-bench-", dir="/dev/shm")
     mnt = os.path.join(work, "mnt")
     os.mkdir(mnt)
+    opts = ["-o", f"assets={a.assets}"] if a.assets else []
 
-    def mount():
-        run([a.ckptfs, src, mnt])
+    def mount(*extra):
+        return Mount([ckptfs, src, mnt] + opts + list(extra), mnt)
 
-    def umount():
-        run(["fusermount3", "-u", mnt])
+    with mount() as m:
+        served_orig = sum(os.path.getsize(os.path.join(m, f)) for f in os.listdir(m))
+    with mount("-o", "dtype=bf16") as m:
+        served_bf16 = sum(os.path.getsize(os.path.join(m, f)) for f in os.listdir(m))
 
-    def cat_source():
-        for f in data:
-            with open(f, "rb") as fp:
-                while fp.readinto(buf):
-                    pass
+    def read_mount(*extra):
+        def run():
+            with mount(*extra) as m:
+                cat([os.path.join(m, f) for f in sorted(os.listdir(m))])
+        return run
 
-    def cp_mount():
-        out = os.path.join(work, "copy")
-        shutil.rmtree(out, ignore_errors=True)
-        mount()
-        try:
-            run(["cp", "-r", mnt, out])
-        finally:
-            umount()
+    def cp_mount(*extra):
+        def run():
+            out = os.path.join(work, "copy")
+            shutil.rmtree(out, ignore_errors=True)
+            with mount(*extra) as m:
+                sh(["cp", "-r", m, out])
+            shutil.rmtree(out, ignore_errors=True)
+        return run
 
-    def cat_mount():
-        mount()
-        try:
-            for f in sorted(os.listdir(mnt)):
-                with open(os.path.join(mnt, f), "rb") as fp:
-                    while fp.readinto(buf):
-                        pass
-        finally:
-            umount()
+    def read_ceiling():
+        with Mount([ceiling, mnt, str((served_orig + (1 << 20) - 1) >> 20)], mnt) as m:
+            cat([os.path.join(m, "data")])
 
-    def cp_source():
-        out = os.path.join(work, "copy")
-        shutil.rmtree(out, ignore_errors=True)
-        run(["cp", "-r", src, out])
-
-    def export():
+    def export_bf16():
         out = os.path.join(work, "export")
         shutil.rmtree(out, ignore_errors=True)
-        run([a.ckptfs, "export", "-q", src, out])
+        sh([ckptfs, "export", "-q", src, out, "-o", "dtype=bf16"] + opts)
+        shutil.rmtree(out, ignore_errors=True)
 
-    def mount_only():
-        t = timed(mount)
-        umount()
-        return t
+    rows = [  # name, function, bytes it moves
+        ("cat source files (raw)", lambda: cat(data), raw),
+        ("FUSE ceiling (memory)", read_ceiling, served_orig),
+        ("cat mount, stored dtype", read_mount(), served_orig),
+        ("cat mount, dtype=bf16", read_mount("-o", "dtype=bf16"), served_bf16),
+        ("cp -r mount, stored", cp_mount(), served_orig),
+        ("cp -r mount, bf16", cp_mount("-o", "dtype=bf16"), served_bf16),
+        ("export -o dtype=bf16", export_bf16, served_bf16),
+    ]
+    for _, fn, _ in rows:
+        fn()  # warm-up
+    times = {name: [] for name, _, _ in rows}
+    for _ in range(a.runs):
+        for name, fn, _ in rows:
+            times[name].append(timed(fn))
+    mt = []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        with mount():
+            mt.append(time.perf_counter() - t0)
+    # daemon peak RSS while reading everything once
+    p = subprocess.Popen([ckptfs, src, mnt, "-f"] + opts, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    while not os.path.ismount(mnt):
+        time.sleep(0.02)
+    cat([os.path.join(mnt, f) for f in sorted(os.listdir(mnt))])
+    with open(f"/proc/{p.pid}/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    sh(["fusermount3", "-u", mnt])
+    p.wait()
 
-    buf = bytearray(1 << 20)
-    fuse = os.path.exists("/dev/fuse") and shutil.which("fusermount3")
-    pairs = [("ckptfs export", export, "cat source", cat_source)]
-    if fuse:
-        pairs[:0] = [("cp -r of the mount", cp_mount, "cat source", cat_source),
-                     ("cp -r of the mount", cp_mount, "cp -r source", cp_source),
-                     ("cat of the mount", cat_mount, "cat source", cat_source)]
-    rows = []
-    for name_a, fa, name_b, fb in pairs:
-        fa(), fb()  # warm-up
-        ta, tb = [], []
-        for _ in range(a.runs):
-            ta.append(timed(fa))
-            tb.append(timed(fb))
-        ma, mb = statistics.median(ta), statistics.median(tb)
-        rows.append((name_a, ma, size / ma / 1e9, name_b, mb, size / mb / 1e9, ma / mb))
-    if fuse:
-        mt = [mount_only() for _ in range(a.runs)]
-        print(f"mount time (median of {a.runs}): {statistics.median(mt) * 1000:.0f} ms "
-              f"(min {min(mt) * 1000:.0f}, max {max(mt) * 1000:.0f})")
-    print(f"checkpoint: {src}, {len(data)} files, {size / 1e9:.2f} GB, {a.runs} runs each\n")
-    print(f"{'A':<22}{'median s':>10}{'GB/s':>8}   {'B':<14}{'median s':>10}{'GB/s':>8}{'A/B time':>10}")
-    for r in rows:
-        print(f"{r[0]:<22}{r[1]:>10.2f}{r[2]:>8.2f}   {r[3]:<14}{r[4]:>10.2f}{r[5]:>8.2f}{r[6]:>10.2f}")
-    print("\n(cat of the mount remounts for every run: no kernel page cache of the mount is reused)")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ceil_gbps = served_orig / med["FUSE ceiling (memory)"] / 1e9
+    raw_s = med["cat source files (raw)"]
+    print(f"checkpoint: {src}: {len(data)} files, {raw / 1e9:.2f} GB; served {served_orig / 1e9:.2f} GB "
+          f"as stored, {served_bf16 / 1e9:.2f} GB as bf16; {a.runs} runs, medians")
+    print(f"mount time: {statistics.median(mt) * 1000:.0f} ms; daemon peak RSS: {hwm / 1024:.0f} MiB\n")
+    print(f"{'':<26}{'seconds':>9}{'GB/s':>8}{'x ceiling':>11}{'x raw cat':>11}")
+    for name, _, nbytes in rows:
+        s = med[name]
+        gbps = nbytes / s / 1e9
+        print(f"{name:<26}{s:>9.2f}{gbps:>8.2f}{gbps / ceil_gbps:>11.2f}{raw_s / s:>11.2f}")
+    print("\nGB/s counts the bytes served (for bf16, half the stored fp32 bytes); "
+          "'x raw cat' is the time of cat of the source divided by the row's time.")
+    conv = os.path.join(a.build, "bench", "convert_bench")
+    if os.path.exists(conv):
+        print("\nconversion kernels (bench/convert_bench):")
+        sys.stdout.flush()
+        subprocess.run([conv], check=False)
+    if a.python:
+        print("\nend to end with torch (one run each):")
+        sys.stdout.flush()
+        subprocess.run([a.python, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "torch_route.py"), ckptfs, src, a.assets or "", work],
+                       check=False)
     shutil.rmtree(work, ignore_errors=True)
 
 
