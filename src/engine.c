@@ -46,9 +46,6 @@ int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_o
 	if (!g->opts.assets) {
 		g->assets_found = find_assets(g->cat.realdir);
 		g->opts.assets = g->assets_found;
-		if (!g->assets_found)
-			ckpt_warn("%s: no config.json next to the weights and no -o assets=DIR: "
-				  "serving the weights only", g->cat.dir);
 	}
 	o = &g->opts;
 	if ((rc = ckpt_view_build(&g->view, &g->cat, o, e)))

@@ -1,10 +1,12 @@
-/* export.c - writes the view to a directory through the read path. */
+/* export.c - writes the view to a directory through the read path, with
+ * one worker thread per CPU (at most 8). */
 #include "config.h"
 #include "frontends.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,20 +32,6 @@ static void progress(uint64_t done, uint64_t total, double t0, const char *name)
 		rate, name);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 /* mkdir -p */
 static int make_dirs(const char *path)
@@ -118,55 +106,141 @@ static int prepare_dir(const struct ckpt_engine *g, const char *out, struct ckpt
 	return 0;
 }
 
+/* Blocks are handed out to worker threads in file order; each reads its
+ * block through the engine and writes it with pwrite at the same offset. */
+struct job {
+	struct ckpt_engine *g;
+	int *fds;
+	char **paths;
+	pthread_mutex_t lock;
+	size_t file;          /* next block: file index and offset */
+	uint64_t off;
+	uint64_t done;
+	int rc;
+	struct ckpt_err err;
+};
+
+static int next_block(struct job *j, size_t *file, uint64_t *off, size_t *len)
+{
+	int more = 0;
+	pthread_mutex_lock(&j->lock);
+	while (!j->rc && j->file < j->g->layout.n && j->off >= j->g->layout.f[j->file].size) {
+		j->file++;
+		j->off = 0;
+	}
+	if (!j->rc && j->file < j->g->layout.n) {
+		uint64_t size = j->g->layout.f[j->file].size;
+		*file = j->file;
+		*off = j->off;
+		*len = size - j->off < BLOCK ? (size_t)(size - j->off) : BLOCK;
+		j->off += *len;
+		more = 1;
+	}
+	pthread_mutex_unlock(&j->lock);
+	return more;
+}
+
+static void *worker(void *arg)
+{
+	struct job *j = arg;
+	struct ckpt_err e = { 0 };
+	uint8_t *buf = malloc(BLOCK);
+	size_t file, len, got;
+	uint64_t off;
+	int rc = buf ? 0 : ckpt_err_set(&e, -ENOMEM, "out of memory");
+
+	while (!rc && next_block(j, &file, &off, &len)) {
+		if ((rc = ckpt_engine_read(j->g, file, off, len, buf, &got, &e)))
+			break;
+		if (got != len) {
+			rc = ckpt_err_set(&e, -EIO, "%s: short read at %llu", j->g->layout.f[file].name,
+					  (unsigned long long)off);
+			break;
+		}
+		for (size_t w = 0; w < got && !rc;) {
+			ssize_t n = pwrite(j->fds[file], buf + w, got - w, (off_t)(off + w));
+			if (n < 0 && errno != EINTR)
+				rc = ckpt_err_set(&e, -errno, "%s: write failed: %s", j->paths[file],
+						  strerror(errno));
+			else if (n > 0)
+				w += (size_t)n;
+		}
+		pthread_mutex_lock(&j->lock);
+		j->done += got;
+		pthread_mutex_unlock(&j->lock);
+	}
+	pthread_mutex_lock(&j->lock);
+	if (rc && !j->rc) {
+		j->rc = rc;
+		j->err = e;
+	}
+	pthread_mutex_unlock(&j->lock);
+	free(buf);
+	return NULL;
+}
+
 int ckpt_export(struct ckpt_engine *g, const char *out, int show, struct ckpt_err *e)
 {
-	uint64_t total = 0, done = 0;
+	struct job j = { .g = g };
+	uint64_t total = 0;
 	int tty = show && isatty(2), rc;
-	double t0 = now(), last = 0;
-	char path[PATH_MAX];
-	uint8_t *buf;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int nthreads = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+	pthread_t tids[8];
+	double t0 = now();
 
 	if ((rc = prepare_dir(g, out, e)))
 		return rc;
-	for (size_t i = 0; i < g->layout.n; i++)
-		total += g->layout.f[i].size;
-	if (!(buf = malloc(BLOCK)))
+	j.fds = calloc(g->layout.n + 1, sizeof(*j.fds));
+	j.paths = calloc(g->layout.n + 1, sizeof(*j.paths));
+	if (!j.fds || !j.paths) {
+		free(j.fds);
+		free(j.paths);
 		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < g->layout.n; i++)
+		j.fds[i] = -1;
 	for (size_t i = 0; i < g->layout.n && !rc; i++) {
-		const struct ckpt_vfile *f = &g->layout.f[i];
-		snprintf(path, sizeof(path), "%s/%s", out, f->name);
-		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd < 0) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", out, g->layout.f[i].name);
+		total += g->layout.f[i].size;
+		if (!(j.paths[i] = strdup(path)))
+			rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+		else if ((j.fds[i] = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
 			rc = ckpt_err_set(e, -errno, "%s: cannot create: %s", path, strerror(errno));
-			break;
-		}
-		for (uint64_t off = 0; off < f->size && !rc;) {
-			size_t got;
-			if ((rc = ckpt_engine_read(g, i, off, BLOCK, buf, &got, e)))
-				break;
-			if (got == 0) {
-				rc = ckpt_err_set(e, -EIO, "%s: short read at %llu", f->name,
-						  (unsigned long long)off);
-				break;
-			}
-			if ((rc = write_all(fd, buf, got))) {
-				ckpt_err_set(e, rc, "%s: write failed: %s", path, strerror(-rc));
-				break;
-			}
-			off += got;
-			done += got;
-			if (tty && now() - last > 0.2) {
-				progress(done, total, t0, f->name);
-				last = now();
-			}
-		}
-		if (close(fd) < 0 && !rc)
-			rc = ckpt_err_set(e, -errno, "%s: close failed: %s", path, strerror(errno));
 	}
-	if (tty) {
-		progress(done, total, t0, rc ? "failed" : "done");
-		fputc('\n', stderr);
+	if (!rc) {
+		pthread_mutex_init(&j.lock, NULL);
+		int started = 0;
+		for (; started < nthreads; started++)
+			if (pthread_create(&tids[started], NULL, worker, &j))
+				break;
+		if (started == 0)
+			worker(&j);
+		while (tty) {  /* progress while the workers run */
+			pthread_mutex_lock(&j.lock);
+			uint64_t d = j.done;
+			int stop = j.rc || d >= total;
+			pthread_mutex_unlock(&j.lock);
+			progress(d, total, t0, stop ? (j.rc ? "failed" : "done") : "");
+			if (stop)
+				break;
+			usleep(200000);
+		}
+		for (int t = 0; t < started; t++)
+			pthread_join(tids[t], NULL);
+		if (tty)
+			fputc('\n', stderr);
+		pthread_mutex_destroy(&j.lock);
+		if ((rc = j.rc))
+			*e = j.err;
 	}
-	free(buf);
+	for (size_t i = 0; i < g->layout.n; i++) {
+		if (j.fds[i] >= 0 && close(j.fds[i]) < 0 && !rc)
+			rc = ckpt_err_set(e, -errno, "%s: close failed: %s", j.paths[i], strerror(errno));
+		free(j.paths[i]);
+	}
+	free(j.fds);
+	free(j.paths);
 	return rc;
 }

@@ -335,6 +335,9 @@ static int run_mount(struct fuse_args *args, struct cli *c)
 			free(fo.mountpoint);
 			return rc;
 		}
+		if (!g.opts.assets)
+			ckpt_warn("%s: no config.json next to the weights and no -o assets=DIR: "
+				  "serving the weights only", c->pos[0]);
 		rc = ckpt_fs_serve(&g, NULL, args, fo.mountpoint, fo.foreground, fo.singlethread,
 				   fo.clone_fd, fo.max_threads);
 		ckpt_engine_close(&g);

@@ -49,8 +49,8 @@ def main():
         ck = os.path.join(step, "ckpt")
         shutil.copytree(src, ck)
         r = run("inspect", ck)
-        ok(r.returncode == 0 and "assets: none" in r.stdout and "serving the weights only" in r.stderr,
-           "no config anywhere: weights only, with a warning")
+        ok(r.returncode == 0 and "assets: none (weights only" in r.stdout,
+           "no config anywhere: inspect says weights only")
         os.makedirs(os.path.join(step, "huggingface"))
         for f in ("config.json", "generation_config.json", "tokenizer_config.json"):
             shutil.copy(os.path.join(hf, f), os.path.join(step, "huggingface", f))
