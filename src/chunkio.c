@@ -19,10 +19,16 @@ struct centry {
 
 struct ckpt_chunkio {
 	struct ckpt_catalog *c;
+	struct ckpt_io_stats stats;
 	uint64_t budget, used;
 	pthread_mutex_t lock;
 	struct centry *head, *tail;
 };
+
+struct ckpt_io_stats *ckpt_chunkio_stats(struct ckpt_chunkio *io)
+{
+	return &io->stats;
+}
 
 int ckpt_chunkio_new(struct ckpt_chunkio **out, struct ckpt_catalog *c, uint64_t budget)
 {
@@ -205,8 +211,10 @@ static int acquire(struct ckpt_chunkio *io, const struct ckpt_tensor *t, struct 
 	if (ce) {
 		unlink_entry(io, ce);
 		push_front(io, ce);
+		io->stats.item_hits++;
 	} else {
 		rc = load(io, t, ch, &ce, e);
+		io->stats.item_loads++;
 	}
 	if (!rc) {
 		ce->refs++;
@@ -285,6 +293,7 @@ int ckpt_chunkio_copy(struct ckpt_chunkio *io, const struct ckpt_tensor *t,
 		uint64_t off = ch->item_off + ch->item.data_off +
 			       ((uint64_t)ch->item.storage_offset + first) * es;
 		rc = ckpt_pread_full(f->fd, dst, n * es, off);
+		__atomic_fetch_add(&io->stats.bytes_read, n * es, __ATOMIC_RELAXED);
 		if (rc) {
 			char label[1024];
 			ckpt_item_label(io->c, t, ch, label, sizeof(label));

@@ -93,8 +93,36 @@ static size_t find_extent(const struct ckpt_vfile *f, uint64_t off)
 	return lo;
 }
 
+size_t ckpt_engine_stats(struct ckpt_engine *g, char *buf, size_t n)
+{
+	struct ckpt_io_stats *s = ckpt_chunkio_stats(g->io);
+	int w = snprintf(buf, n,
+			 "reads %llu\nbytes_served %llu\nread_errors %llu\nbytes_read_from_source %llu\n"
+			 "bytes_converted %llu\nitem_cache_loads %llu\nitem_cache_hits %llu\n",
+			 (unsigned long long)__atomic_load_n(&g->reads, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&g->bytes_served, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&g->read_errors, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&s->bytes_read, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&s->bytes_converted, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&s->item_loads, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&s->item_hits, __ATOMIC_RELAXED));
+	return w < 0 ? 0 : (size_t)w < n ? (size_t)w : n - 1;
+}
+
+static int engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len,
+		       uint8_t *dst, size_t *got, struct ckpt_err *e);
+
 int ckpt_engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len,
 		     uint8_t *dst, size_t *got, struct ckpt_err *e)
+{
+	int rc = engine_read(g, idx, off, len, dst, got, e);
+	__atomic_fetch_add(&g->reads, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(rc ? &g->read_errors : &g->bytes_served, rc ? 1 : *got, __ATOMIC_RELAXED);
+	return rc;
+}
+
+static int engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len,
+		       uint8_t *dst, size_t *got, struct ckpt_err *e)
 {
 	const struct ckpt_vfile *f;
 	int rc;

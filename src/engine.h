@@ -20,7 +20,12 @@ struct ckpt_engine {
 	struct ckpt_view view;
 	struct ckpt_layout layout;
 	struct ckpt_chunkio *io;
+	uint64_t reads, bytes_served, read_errors;  /* atomic counters */
 };
+
+/* Renders the counters as "name value" lines (the .ckptfs-stats file) into
+ * buf; returns the length.  Thread-safe. */
+size_t ckpt_engine_stats(struct ckpt_engine *g, char *buf, size_t n);
 
 /* Opens src with options o (copied).  On failure nothing is left to free. */
 int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_opts *o,

@@ -35,6 +35,8 @@
 /* Inodes: 1 the root; single checkpoint: file k is k + 2; run root: step s
  * is (s + 1) << 32 | 1 and its file k is (s + 1) << 32 | (k + 2). */
 #define STEP_INO(s) (((fuse_ino_t)(s) + 1) << 32 | 1)
+#define STATS_LO 0xffffffffu  /* .ckptfs-stats of a checkpoint directory */
+#define STATS_NAME ".ckptfs-stats"
 #define FILE_INO(s, k) (((fuse_ino_t)(s) + 1) << 32 | ((fuse_ino_t)(k) + 2))
 
 struct fs {
@@ -47,7 +49,7 @@ struct fs {
 };
 
 /* What an inode stands for. */
-enum node_kind { N_NONE, N_ROOT, N_STEP, N_FILE, N_LATEST };
+enum node_kind { N_NONE, N_ROOT, N_STEP, N_FILE, N_LATEST, N_STATS };
 struct node {
 	enum node_kind kind;
 	struct ckpt_engine *g;   /* N_FILE */
@@ -81,7 +83,10 @@ static struct node resolve(struct fs *fs, fuse_ino_t ino)
 	if (ino == ROOT_INO) {
 		n.kind = N_ROOT;
 	} else if (!fs->run) {
-		if (hi == 0 && lo >= 2 && lo - 2 < fs->g->layout.n) {
+		if (hi == 0 && lo == STATS_LO) {
+			n.kind = N_STATS;
+			n.g = fs->g;
+		} else if (hi == 0 && lo >= 2 && lo - 2 < fs->g->layout.n) {
 			n.kind = N_FILE;
 			n.g = fs->g;
 			n.file = lo - 2;
@@ -98,7 +103,9 @@ static struct node resolve(struct fs *fs, fuse_ino_t ino)
 		} else {
 			struct ckpt_err e = { 0 };
 			n.g = ckpt_run_engine(fs->run, n.step, &e);
-			if (n.g && lo - 2 < n.g->layout.n) {
+			if (n.g && lo == STATS_LO) {
+				n.kind = N_STATS;
+			} else if (n.g && lo - 2 < n.g->layout.n) {
 				n.kind = N_FILE;
 				n.file = lo - 2;
 			}
@@ -130,6 +137,10 @@ static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 		st->st_mode = S_IFLNK | 0444;
 		st->st_nlink = 1;
 		st->st_size = (off_t)strlen(buf);
+		return 0;
+	case N_STATS:  /* size 0: served with direct_io, content made on read */
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
 		return 0;
 	case N_FILE:
 		st->st_mode = S_IFREG | 0444;
@@ -202,7 +213,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	if ((i = ckpt_layout_find(&g->layout, name)) < 0)
+	if (!strcmp(name, STATS_NAME))  /* reachable by name, never listed */
+		reply_entry(req, fs, fs->run ? ((fuse_ino_t)(step + 1) << 32 | STATS_LO) : STATS_LO, 0);
+	else if ((i = ckpt_layout_find(&g->layout, name)) < 0)
 		fuse_reply_err(req, ENOENT);
 	else
 		reply_entry(req, fs, fs->run ? FILE_INO(step, i) : (fuse_ino_t)i + 2, TIMEOUT);
@@ -309,7 +322,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (n.kind != N_FILE) {
+	if (n.kind != N_FILE && n.kind != N_STATS) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -317,7 +330,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	fi->keep_cache = 1;
+	if (n.kind == N_STATS)
+		fi->direct_io = 1;
+	else
+		fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
 
@@ -330,6 +346,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t got;
 	(void)fi;
 
+	if (n.kind == N_STATS && off >= 0) {
+		char text[1024];
+		size_t len = ckpt_engine_stats(n.g, text, sizeof(text));
+		if ((size_t)off >= len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, text + off, len - (size_t)off < size ? len - (size_t)off : size);
+		return;
+	}
 	if (n.kind != N_FILE || off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;

@@ -48,6 +48,8 @@ static int gather_converted(struct ckpt_chunkio *io, const struct ckpt_segment *
 		uint64_t take = n < CONVERT_BLOCK ? n : CONVERT_BLOCK;
 		if (!(rc = ckpt_gather_box(io, sg, first, take, buf, e))) {
 			ckpt_convert(from, to, buf, dst, take);
+			__atomic_fetch_add(&ckpt_chunkio_stats(io)->bytes_converted, take * eout,
+					   __ATOMIC_RELAXED);
 			dst += take * eout;
 			first += take;
 			n -= take;

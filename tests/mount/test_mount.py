@@ -158,6 +158,11 @@ def check_fixture(name, src, work, assets=None):
         except OSError as ex:
             ro &= ex.errno in (errno.EROFS, errno.EACCES)
         ok(ro, f"{name}: writes and creates fail (read-only)")
+        with open(os.path.join(mnt, ".ckptfs-stats")) as fp:
+            stats = dict(line.split() for line in fp if line.strip())
+        ok(int(stats.get("bytes_served", 0)) > 0 and int(stats.get("read_errors", 1)) == 0 and
+           ".ckptfs-stats" not in os.listdir(mnt),
+           f"{name}: .ckptfs-stats counts the reads and is not listed ({stats.get('bytes_served')})")
     finally:
         ok(unmount(mnt, p), f"{name}: fusermount3 -u unmounts and the daemon exits 0")
 
