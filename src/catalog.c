@@ -321,55 +321,6 @@ out:
 	return rc;
 }
 
-int ckpt_open_inside(const char *realdir, const char *rel, struct ckpt_err *e)
-{
-	char path[PATH_MAX], *res;
-	size_t dl = strlen(realdir);
-	int fd;
-
-	if (!*rel || rel[0] == '/')
-		return ckpt_err_set(e, -EPERM, "%s: data file path '%s' is %s; it must be relative to "
-				    "the checkpoint directory", realdir, rel, *rel ? "absolute" : "empty");
-	for (const char *p = rel; *p;) {
-		const char *s = strchr(p, '/');
-		size_t n = s ? (size_t)(s - p) : strlen(p);
-		if (n == 2 && p[0] == '.' && p[1] == '.')
-			return ckpt_err_set(e, -EPERM, "%s: data file path '%s' contains '..' and would "
-					    "leave the checkpoint directory", realdir, rel);
-		p += n + (s ? 1 : 0);
-	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", realdir, rel) >= sizeof(path))
-		return ckpt_err_set(e, -ENAMETOOLONG, "%s: data file path '%s' is too long", realdir, rel);
-	if (!(res = realpath(path, NULL)))
-		return ckpt_err_set(e, -errno, "%s: data file '%s' named in the metadata: %s", realdir,
-				    rel, strerror(errno));
-	if (strcmp(res, realdir) == 0) {
-		free(res);
-		return ckpt_err_set(e, -EINVAL, "%s: data file path '%s' names the checkpoint directory "
-				    "itself, not a file", realdir, rel);
-	}
-	if (strncmp(res, realdir, dl) != 0 || (res[dl] != '/' && dl != 1)) {
-		ckpt_err_set(e, -EPERM, "%s: data file '%s' resolves to %s, outside the checkpoint "
-			     "directory (symlink?)", realdir, rel, res);
-		free(res);
-		return -EPERM;
-	}
-	/* O_NONBLOCK: a FIFO planted in the checkpoint must not hang the open */
-	fd = open(res, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		ckpt_err_set(e, -errno, "%s: cannot open: %s", res, strerror(errno));
-	} else {
-		struct stat sb;
-		if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-			close(fd);
-			fd = -1;
-			ckpt_err_set(e, -EINVAL, "%s: data file '%s' is not a regular file", realdir, rel);
-		}
-	}
-	free(res);
-	return fd < 0 ? e->code : fd;
-}
-
 static int intern_file(struct builder *b, const char *rel, uint32_t *idx, struct ckpt_err *e)
 {
 	struct ckpt_catalog *c = b->c;

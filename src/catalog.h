@@ -10,52 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dtype.h"
+#include "dirlist.h"
 #include "err.h"
-#include "item.h"
 #include "opts.h"
 
-struct ckpt_source_file {
-	char *relpath;   /* as recorded in the metadata, checked to stay inside */
-	int fd;
-	uint64_t size;
-};
-
-struct ckpt_chunk {
-	int64_t off[CKPT_MAXDIM], size[CKPT_MAXDIM];
-	uint64_t numel;
-	uint32_t file;            /* index into catalog->files */
-	uint64_t item_off, item_len;
-	int zstd;                 /* item is zstd-compressed (stream.zstd/1) */
-	int decoded;              /* item below is valid */
-	struct ckpt_item item;    /* layout inside the (decompressed) item */
-};
-
-struct ckpt_tensor {
-	char *name;               /* the DCP fqn */
-	enum ckpt_dtype dtype;
-	int ndim;
-	int64_t shape[CKPT_MAXDIM];
-	uint64_t numel, nbytes;
-	struct ckpt_chunk *chunks; /* non-empty chunks only, deduplicated */
-	size_t nchunks;
-	int holes;                /* chunks do not cover the tensor (allow_holes) */
-};
-
-struct ckpt_catalog {
-	char *dir;                /* the checkpoint directory as given */
-	char *realdir;            /* its canonical path */
-	char *md_desc;            /* which metadata files were read */
-	int64_t mtime;            /* newest metadata file mtime (seconds) */
-	struct ckpt_source_file *files;
-	size_t nfiles;
-	struct ckpt_tensor *tensors;  /* sorted by name */
-	size_t ntensors;
-	char **bytes;             /* names of non-tensor (bytes) entries */
-	size_t nbytes;
-	char **skipped;           /* entries of unknown kind, with the reason */
-	size_t nskipped;
-};
+#include "tensors.h"
 
 /* Opens the DCP checkpoint in dir: reads .metadata (or merges __*.metadata),
  * validates paths, file sizes and chunk coverage, and decodes the header of
@@ -65,10 +24,6 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 		      struct ckpt_err *e);
 
 void ckpt_catalog_close(struct ckpt_catalog *c);
-
-/* Checks that relpath is a safe relative path inside realdir and opens it
- * read-only.  Used for metadata-provided paths.  Returns an fd or -errno. */
-int ckpt_open_inside(const char *realdir, const char *relpath, struct ckpt_err *e);
 
 /* Checks a decoded item against its tensor and chunk (dtype, shape) and
  * stores it in ch.  label names the item in messages. */

@@ -1,8 +1,11 @@
-/* dirlist.h - sorted listings of one directory's entries. */
+/* dirlist.h - directory helpers: sorted listings of one directory's entries,
+ * and opening a file confined to a directory. */
 #ifndef CKPT_DIRLIST_H
 #define CKPT_DIRLIST_H
 
 #include <stddef.h>
+
+#include "err.h"
 
 /* Lists the entry names of dir for which keep(name) is true (all when keep
  * is NULL; "." and ".." never), sorted with strcmp.  On success the caller
@@ -10,5 +13,11 @@
 int ckpt_dir_list(const char *dir, int (*keep)(const char *name), char ***names, size_t *n);
 
 void ckpt_names_free(char **names, size_t n);
+
+/* Checks that rel is a safe relative path inside realdir (no absolute path,
+ * no "..", no symlink leading out) naming a regular file, and opens it
+ * read-only (without blocking on FIFOs).  Used for paths taken from
+ * checkpoint metadata.  Returns an fd or -errno with a message in e. */
+int ckpt_open_inside(const char *realdir, const char *rel, struct ckpt_err *e);
 
 #endif

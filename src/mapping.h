@@ -30,8 +30,8 @@
 
 #include <stddef.h>
 
-#include "catalog.h"
-#include "view.h"
+#include "err.h"
+#include "recipe.h"
 
 struct ckpt_mapping;
 

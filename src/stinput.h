@@ -6,7 +6,8 @@
 #ifndef CKPT_STINPUT_H
 #define CKPT_STINPUT_H
 
-#include "catalog.h"
+#include "err.h"
+#include "tensors.h"
 
 /* Reads the headers of every *.safetensors file directly in c->realdir and
  * adds their tensors to c (files, tensors, chunks, already decoded).  The

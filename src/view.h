@@ -1,9 +1,5 @@
-/* view.h - the view: every output tensor with its name, served dtype, shape
- * and recipe.  A recipe is a list of segments, each a box (index ranges per
- * dimension) of one catalogue tensor; the output's elements are the segments'
- * elements in C order, one after the other.  Renames, layer unstacking,
- * splits, row permutations, trims and concatenations are all recipes of this
- * kind, so they are served as byte ranges of the sources.
+/* view.h - the naming stage: which catalogue tensors are shown, under which
+ * names and in which dtype (the data it builds is in recipe.h).
  *
  * The naming stage is one function (ckpt_view_build).  The default keeps
  * model tensors only, drops optimizer / scheduler / dataloader / train-state
@@ -18,54 +14,14 @@
 
 #include "catalog.h"
 #include "opts.h"
-
-struct ckpt_segment {
-	struct ckpt_tensor *src;
-	int64_t lo[CKPT_MAXDIM], hi[CKPT_MAXDIM];  /* the box, in source coordinates */
-	uint64_t numel;
-};
-
-struct ckpt_vtensor {
-	char *name;                 /* output (HF) name */
-	enum ckpt_dtype dtype;      /* served dtype */
-	int ndim;
-	int64_t shape[CKPT_MAXDIM];
-	uint64_t numel, nbytes;
-	struct ckpt_segment *seg;   /* the recipe */
-	size_t nseg;
-};
-
-struct ckpt_view {
-	struct ckpt_vtensor *t;     /* sorted by name (natural order) */
-	size_t n;
-	char **skipped;             /* "name: reason" for every left-out entry */
-	size_t nskipped;
-	char *stripped;             /* the wrapper prefix removed, or NULL */
-	char *mapping;              /* name of the mapping applied, or NULL */
-	enum ckpt_dtype served;     /* dtype floating tensors are served in, or INVALID */
-};
+#include "recipe.h"
 
 /* The directory of the shipped rule files: $CKPTFS_MAPPING_DIR, else the
  * installed one, else ../mapping next to the executable (source tree). */
 const char *ckpt_mapping_dir(void);
 
-/* Adds an output tensor with no segments yet; NULL when out of memory.
- * The pointer stays valid until the next ckpt_view_add. */
-struct ckpt_vtensor *ckpt_view_add(struct ckpt_view *v, const char *name, enum ckpt_dtype dtype,
-				   int ndim, const int64_t *shape);
-
-/* Appends the box [lo, hi) of src to t's recipe.  lo/hi NULL means the
- * whole tensor.  Returns 0, -EINVAL when the box leaves src, -ENOMEM. */
-int ckpt_vtensor_add_box(struct ckpt_vtensor *t, struct ckpt_tensor *src, const int64_t *lo,
-			 const int64_t *hi);
-
 /* Builds the view of catalogue c.  c must outlive the view. */
 int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ckpt_opts *o,
 		    struct ckpt_err *e);
-void ckpt_view_free(struct ckpt_view *v);
-
-/* Natural string order: digit runs compare as numbers ("layers.2" <
- * "layers.10").  Total and consistent with strcmp on ties. */
-int ckpt_natcmp(const char *a, const char *b);
 
 #endif
