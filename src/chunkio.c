@@ -86,24 +86,33 @@ static void evict(struct ckpt_chunkio *io)
 	}
 }
 
-/* Doubles the output buffer of a decompression. */
-static int grow(ZSTD_outBuffer *ob, struct ckpt_err *e)
+/* What a decompressed tensor item may hold beyond its elements: data.pkl,
+ * the small side records, alignment pads and the zip directory. */
+#define ITEM_OVERHEAD (16u << 20)
+
+/* Doubles the output buffer of a decompression, up to limit bytes. */
+static int grow(ZSTD_outBuffer *ob, size_t limit, const char *label, struct ckpt_err *e)
 {
-	uint8_t *nb = realloc(ob->dst, ob->size * 2);
+	if (ob->size >= limit)
+		return ckpt_err_set(e, -EFBIG, "%s: the zstd stream expands past %zu bytes, more than "
+				    "its tensor chunk can hold (a decompression bomb?)", label, limit);
+	size_t ns = ob->size * 2 < limit ? ob->size * 2 : limit;
+	uint8_t *nb = realloc(ob->dst, ns);
 	if (!nb)
 		return ckpt_err_set(e, -ENOMEM, "out of memory");
 	ob->dst = nb;
-	ob->size *= 2;
+	ob->size = ns;
 	return 0;
 }
 
-static int zstd_all(const uint8_t *in, size_t inlen, uint8_t **out, uint64_t *outlen,
-		    const char *label, struct ckpt_err *e)
+/* Decompresses every frame of in; the output may not exceed limit bytes. */
+static int zstd_all(const uint8_t *in, size_t inlen, size_t limit, uint8_t **out,
+		    uint64_t *outlen, const char *label, struct ckpt_err *e)
 {
 	ZSTD_DStream *ds = ZSTD_createDStream();
-	size_t ret = 1;
+	size_t ret = 1, first = inlen * 4 + 4096 < limit ? inlen * 4 + 4096 : limit;
 	ZSTD_inBuffer ib = { in, inlen, 0 };
-	ZSTD_outBuffer ob = { malloc(inlen * 4 + 4096), inlen * 4 + 4096, 0 };
+	ZSTD_outBuffer ob = { malloc(first), first, 0 };
 	int rc = 0;
 
 	if (!ds || !ob.dst) {
@@ -112,7 +121,7 @@ static int zstd_all(const uint8_t *in, size_t inlen, uint8_t **out, uint64_t *ou
 	}
 	ZSTD_initDStream(ds);
 	while (ib.pos < ib.size) {
-		if (ob.pos == ob.size && (rc = grow(&ob, e)))
+		if (ob.pos == ob.size && (rc = grow(&ob, limit, label, e)))
 			goto out;
 		size_t before = ib.pos;
 		ret = ZSTD_decompressStream(ds, &ob, &ib);
@@ -124,7 +133,7 @@ static int zstd_all(const uint8_t *in, size_t inlen, uint8_t **out, uint64_t *ou
 	}
 	/* flush whatever the last frame still holds */
 	while (ret != 0) {
-		if (ob.pos == ob.size && (rc = grow(&ob, e)))
+		if (ob.pos == ob.size && (rc = grow(&ob, limit, label, e)))
 			goto out;
 		size_t opos = ob.pos;
 		ret = ZSTD_decompressStream(ds, &ob, &ib);
@@ -161,7 +170,9 @@ static int load(struct ckpt_chunkio *io, const struct ckpt_tensor *t, struct ckp
 			free(raw);
 			return ckpt_err_set(e, rc, "%s: read failed: %s", label, strerror(-rc));
 		}
-		rc = zstd_all(raw, ch->item_len, &buf, &len, label, e);
+		uint64_t limit = ch->numel * ckpt_dtype_size(t->dtype) + ITEM_OVERHEAD;
+		rc = zstd_all(raw, ch->item_len, limit > SIZE_MAX ? SIZE_MAX : (size_t)limit, &buf, &len,
+			      label, e);
 		free(raw);
 		if (rc)
 			return rc;

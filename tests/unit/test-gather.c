@@ -261,6 +261,39 @@ out:
 	free(file.p);
 }
 
+/* A tiny zstd item that expands far beyond what its chunk can hold is
+ * refused before it fills memory. */
+static void check_zstd_bomb(void)
+{
+	size_t big = 64u << 20;
+	uint8_t *zeros = calloc(1, big), *z = malloc(ZSTD_compressBound(big));
+	size_t zn = ZSTD_compress(z, ZSTD_compressBound(big), zeros, big, 3);
+	char path[] = "/tmp/ckptfs-bomb-XXXXXX";
+	int fd = mkstemp(path);
+	unlink(path);
+	ok(write(fd, z, zn) == (ssize_t)zn, "bomb: %zu compressed bytes for 64 MiB", zn);
+	struct ckpt_source_file sf = { .relpath = "bomb.distcp", .fd = fd, .size = zn };
+	struct ckpt_chunk ch = { .off = { 0 }, .size = { 4 }, .numel = 4, .item_len = zn, .zstd = 1 };
+	struct ckpt_tensor t = { .name = "bomb", .dtype = CKPT_DT_I32, .ndim = 1, .shape = { 4 },
+				 .numel = 4, .nbytes = 16, .chunks = &ch, .nchunks = 1 };
+	struct ckpt_catalog cat = { .dir = "/synthetic", .files = &sf, .nfiles = 1, .tensors = &t,
+				    .ntensors = 1 };
+	struct ckpt_chunkio *io;
+	struct ckpt_view view = { 0 };
+	struct ckpt_err e = { 0 };
+	uint8_t got[16];
+	ckpt_chunkio_new(&io, &cat, 1 << 20);
+	struct ckpt_vtensor *vt = ckpt_view_add(&view, "bomb", CKPT_DT_I32, 1, t.shape);
+	ckpt_vtensor_add_box(vt, &t, NULL, NULL);
+	int rc = ckpt_serve(io, vt, 0, 16, got, &e);
+	ok(rc == -EFBIG && strstr(e.msg, "decompression bomb"), "zstd bomb refused (%s)", e.msg);
+	ckpt_view_free(&view);
+	ckpt_chunkio_free(io);
+	close(fd);
+	free(zeros);
+	free(z);
+}
+
 int main(void)
 {
 	const int64_t s54[] = { 5, 4 }, s34[] = { 3, 4 }, s68[] = { 6, 8 }, s264[] = { 2, 6, 4 };
@@ -294,5 +327,6 @@ int main(void)
 		{ { 0, 0, 0 }, { 2, 2, 5 }, C_ORDER, 0, 0 }, { { 0, 2, 0 }, { 2, 2, 2 }, C_ORDER, 0, 0 },
 		{ { 0, 2, 2 }, { 2, 2, 3 }, C_ORDER, 1, 0 }, { { 2, 0, 0 }, { 1, 4, 5 }, PADDED, 0, 0 } };
 	run_case("3-D irregular split", CKPT_DT_I32, 3, s345, cube, 4, 0);
+	check_zstd_bomb();
 	return tap_done();
 }
