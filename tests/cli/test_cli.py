@@ -77,6 +77,36 @@ def main():
         r = run("inspect", ck, "-o", "dtype=auto", "--tensors")
         ok(r.returncode == 0 and " BF16 [5, 4]" in r.stdout,
            "dtype=auto follows the config's torch_dtype (bfloat16)")
+    with tempfile.TemporaryDirectory(prefix="ckptfs-map-") as tmp:
+        def rules(name, body):
+            path = os.path.join(tmp, name)
+            with open(path, "w") as fp:
+                json.dump(body, fp)
+            return path
+        mine = rules("mine.json", {"rules": [{"match": "^w_(row|col)$", "out": "renamed.{$1}.weight"},
+                                             {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={mine}", "--tensors")
+        ok(r.returncode == 0 and "renamed.row.weight" in r.stdout and "renamed.col.weight" in r.stdout
+           and "  tr " in r.stdout, "a user rule file renames with captures (-o mapping=FILE)")
+        partial = rules("partial.json", {"rules": [{"match": "^w_row$", "out": "row"}]})
+        r = run("inspect", src, "-o", f"mapping={partial}")
+        ok(r.returncode == 1 and "matched by no rule" in r.stderr and "mapping_strict=0" in r.stderr,
+           f"a source no rule matches is refused ({r.stderr.strip()[:120]})")
+        r = run("inspect", src, "-o", f"mapping={partial},mapping_strict=0", "--tensors")
+        ok(r.returncode == 0 and "  row " in r.stdout and "no rule of mapping" in r.stdout,
+           "mapping_strict=0 leaves unmatched sources out and lists them")
+        badre = rules("badre.json", {"rules": [{"match": "^w_(row$", "out": "x"}]})
+        r = run("inspect", src, "-o", f"mapping={badre}")
+        ok(r.returncode == 1 and "bad regex" in r.stderr, f"a bad regex is refused ({r.stderr.strip()[:100]})")
+        needs = rules("needs.json", {"rules": [{"match": "^(.*)$", "out": "{$1}", "shape": ["hidden_size"]}]})
+        r = run("inspect", src, "-o", f"mapping={needs}")
+        ok(r.returncode == 1 and "needs 'hidden_size'" in r.stderr,
+           f"a parameter the config lacks is named ({r.stderr.strip()[:120]})")
+        split = rules("split.json", {"rules": [{"match": "^w_row$", "out": "x",
+                                               "ops": [{"op": "slice", "dim": 0, "stop": 9}]},
+                                              {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={split}")
+        ok(r.returncode == 1 and "out of range" in r.stderr, f"an impossible split is refused ({r.stderr.strip()[:120]})")
     r = run("inspect", os.path.join(FIX, "dcp", "megatron-core0.9-tp2"),
             "--explain=decoder.layers.1.self_attention.linear_qkv.weight")
     ok(r.returncode == 0 and "mapping: megatron-layers" in r.stdout and
