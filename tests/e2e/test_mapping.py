@@ -58,6 +58,18 @@ def _megatron_native(sd, cfg, pad_vocab=8):
         return torch.stack([fn(i) for i in range(L)]).contiguous()
 
     p = "model.layers.{}."
+    if p.format(0) + "mlp.experts.gate_up_proj" in sd:  # Qwen3-MoE: grouped experts, router
+        moe = {
+            "decoder.layers.pre_mlp_layernorm.weight":
+                stack(lambda i: sd[p.format(i) + "post_attention_layernorm.weight"]),
+            "decoder.layers.mlp.router.weight": stack(lambda i: sd[p.format(i) + "mlp.gate.weight"]),
+            "decoder.layers.mlp.experts.experts.linear_fc1.weight":
+                stack(lambda i: sd[p.format(i) + "mlp.experts.gate_up_proj"]),
+            "decoder.layers.mlp.experts.experts.linear_fc2.weight":
+                stack(lambda i: sd[p.format(i) + "mlp.experts.down_proj"]),
+        }
+    else:
+        moe = None
     out = {
         "embedding.word_embeddings.weight": pad(sd["model.embed_tokens.weight"]),
         "decoder.final_layernorm.weight": sd["model.norm.weight"],
@@ -66,13 +78,18 @@ def _megatron_native(sd, cfg, pad_vocab=8):
         "decoder.layers.self_attention.linear_qkv.weight": stack(lambda i: qkv(i, "weight")),
         "decoder.layers.self_attention.linear_proj.weight":
             stack(lambda i: sd[p.format(i) + "self_attn.o_proj.weight"]),
-        "decoder.layers.mlp.linear_fc1.layer_norm_weight":
-            stack(lambda i: sd[p.format(i) + "post_attention_layernorm.weight"]),
-        "decoder.layers.mlp.linear_fc1.weight": stack(lambda i: torch.cat(
-            [sd[p.format(i) + "mlp.gate_proj.weight"], sd[p.format(i) + "mlp.up_proj.weight"]])),
-        "decoder.layers.mlp.linear_fc2.weight": stack(lambda i: sd[p.format(i) + "mlp.down_proj.weight"]),
         "decoder.layers.self_attention.linear_qkv._extra_state": torch.zeros(4, dtype=torch.uint8),
     }
+    if moe:
+        out.update(moe)
+    else:
+        out.update({
+            "decoder.layers.mlp.linear_fc1.layer_norm_weight":
+                stack(lambda i: sd[p.format(i) + "post_attention_layernorm.weight"]),
+            "decoder.layers.mlp.linear_fc1.weight": stack(lambda i: torch.cat(
+                [sd[p.format(i) + "mlp.gate_proj.weight"], sd[p.format(i) + "mlp.up_proj.weight"]])),
+            "decoder.layers.mlp.linear_fc2.weight": stack(lambda i: sd[p.format(i) + "mlp.down_proj.weight"]),
+        })
     if f"model.layers.0.self_attn.q_proj.bias" in sd:
         out["decoder.layers.self_attention.linear_qkv.bias"] = stack(lambda i: qkv(i, "bias"))
     if f"model.layers.0.self_attn.q_norm.weight" in sd:
@@ -110,6 +127,23 @@ def _titan_native(sd, cfg):
     return out
 
 
+def _per_expert(sd):
+    """transformers 5 fused experts as the per-expert HF keys the mappings serve."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith(".mlp.experts.gate_up_proj"):
+            i = v.shape[1] // 2
+            for e in range(v.shape[0]):
+                out[k.replace("gate_up_proj", f"{e}.gate_proj.weight")] = v[e, :i]
+                out[k.replace("gate_up_proj", f"{e}.up_proj.weight")] = v[e, i:]
+        elif k.endswith(".mlp.experts.down_proj"):
+            for e in range(v.shape[0]):
+                out[k.replace("down_proj", f"{e}.down_proj.weight")] = v[e]
+        else:
+            out[k] = v
+    return out
+
+
 def _check_mount(mount, ckpt, ref, sd, tmp, name, want_mapping, ckptfs_bin):
     import torch
     from safetensors import safe_open
@@ -131,6 +165,7 @@ def _check_mount(mount, ckpt, ref, sd, tmp, name, want_mapping, ckptfs_bin):
             got = model(x).logits.clone()
         del model
         gc.collect()
+    sd = _per_expert(sd)
     want_names = {k for k in sd if not (k == "lm_head.weight" and "lm_head.weight" not in served
                                          and json.loads((ref / "config.json").read_text()).get("tie_word_embeddings"))}
     assert set(served) == want_names, (sorted(set(served) ^ want_names))
@@ -142,7 +177,7 @@ def _check_mount(mount, ckpt, ref, sd, tmp, name, want_mapping, ckptfs_bin):
     assert torch.equal(got, want), "logits differ from the HF model's"
 
 
-@pytest.mark.parametrize("kind", ["llama", "llama-tied", "qwen2", "qwen3"])
+@pytest.mark.parametrize("kind", ["llama", "llama-tied", "qwen2", "qwen3", "qwen3moe"])
 def test_megatron_to_hf(kind, e2e_env, e2e_tmp, mount, ckptfs_bin):
     model, cfg, ref, sd = _hf(kind, e2e_tmp, f"meg-{kind}")
     ckpt = e2e_tmp / f"megatron-{kind}"
