@@ -34,6 +34,7 @@ struct builder {
 	struct strmap storage;   /* "fqn\x01offsets" -> struct sinfo * */
 	struct strmap files;     /* relpath -> index + 1 into c->files */
 	struct strmap bytes;     /* bytes entry names already recorded */
+	struct strmap st_blobs;  /* "file:offset" -> parsed safetensors blob (SAFETENSORS items) */
 	size_t tcap;
 	const char *label;       /* metadata file being read */
 };
@@ -434,6 +435,56 @@ static int check_coverage(struct ckpt_catalog *c, struct ckpt_tensor *t, const s
 	return 0;
 }
 
+/* A .distcp written with SerializationFormat.SAFETENSORS (dcp-format.md
+ * 3.3): every item of a file points at one safetensors blob holding all its
+ * tensors by fqn.  The blob header is parsed once per (file, offset). */
+static int bind_safetensors_item(struct builder *b, struct ckpt_tensor *t, struct ckpt_chunk *ch,
+				 const char *label, struct ckpt_err *e)
+{
+	const struct ckpt_source_file *f = &b->c->files[ch->file];
+	char key[64];
+	struct st_blob { json_t *root; uint64_t data_start; } *blob;
+	struct ckpt_st_entry se;
+	int rc;
+
+	snprintf(key, sizeof(key), "%u:%llu", ch->file, (unsigned long long)ch->item_off);
+	if (!(blob = strmap_get(&b->st_blobs, key))) {
+		if (!(blob = calloc(1, sizeof(*blob))))
+			return oom(e);
+		if ((rc = ckpt_st_header_load(f->fd, ch->item_off, f->size - ch->item_off, label,
+					      &blob->root, &blob->data_start, e))) {
+			free(blob);
+			ckpt_err_prefix(e, "item is neither a torch.save zip nor a safetensors blob");
+			return rc;
+		}
+		if (strmap_put(&b->st_blobs, key, blob)) {
+			json_decref(blob->root);
+			free(blob);
+			return oom(e);
+		}
+	}
+	json_t *ent = json_object_get(blob->root, t->name);
+	if (!ent)
+		return ckpt_err_set(e, -EINVAL, "%s: the safetensors blob has no tensor '%s'", label,
+				    t->name);
+	if ((rc = ckpt_st_entry(ent, label, t->name, blob->data_start, f->size, &se, e)))
+		return rc;
+	if (se.dtype != t->dtype || se.ndim != t->ndim ||
+	    memcmp(se.shape, ch->size, sizeof(int64_t) * (size_t)t->ndim))
+		return ckpt_err_set(e, -EINVAL, "%s: safetensors entry has another dtype or shape than "
+				    "the chunk", label);
+	ch->item = (struct ckpt_item){ .dtype = se.dtype, .ndim = se.ndim, .contiguous = 1,
+				       .storage_bytes = se.nbytes, .data_off = se.begin - ch->item_off };
+	uint64_t st = 1;
+	for (int d = se.ndim - 1; d >= 0; d--) {
+		ch->item.size[d] = se.shape[d];
+		ch->item.stride[d] = (int64_t)st;
+		st *= (uint64_t)se.shape[d];
+	}
+	ch->decoded = 1;
+	return 0;
+}
+
 static int bind_storage(struct builder *b, struct ckpt_tensor *t, struct ckpt_err *e)
 {
 	struct ckpt_catalog *c = b->c;
@@ -467,7 +518,14 @@ static int bind_storage(struct builder *b, struct ckpt_tensor *t, struct ckpt_er
 		struct ckpt_blob blob = { .fd = f->fd, .base = si->offset, .len = si->length,
 					  .label = label };
 		struct ckpt_item it;
+		uint8_t magic[4] = { 0 };
 		ckpt_item_label(c, t, ch, label, sizeof(label));
+		if (si->length >= 4 && ckpt_pread_full(f->fd, magic, 4, si->offset) == 0 &&
+		    memcmp(magic, "PK\3\4", 4) != 0) {
+			if ((rc = bind_safetensors_item(b, t, ch, label, e)))
+				return rc;
+			continue;
+		}
 		if ((rc = ckpt_item_decode(&blob, &it, e)) ||
 		    (rc = ckpt_chunk_bind(t, ch, &it, label, e)))
 			return rc;
@@ -521,6 +579,13 @@ static int find_metadata(struct ckpt_catalog *c, char ***list, size_t *n, struct
 		return 1;
 	return ckpt_err_set(e, -ENOENT, "%s: no .metadata file and no *.safetensors files: not a "
 			    "PyTorch Distributed Checkpoint directory", c->dir);
+}
+
+static void free_st_blob(void *v)
+{
+	struct { json_t *root; uint64_t data_start; } *blob = v;
+	json_decref(blob->root);
+	free(blob);
 }
 
 static void free_sinfo(void *v)
@@ -593,6 +658,8 @@ out:
 	strmap_free(&b.tensors);
 	strmap_free(&b.files);
 	strmap_free(&b.bytes);
+	strmap_each(&b.st_blobs, free_st_blob);
+	strmap_free(&b.st_blobs);
 	if (rc)
 		ckpt_catalog_close(c);
 	return rc;

@@ -91,36 +91,54 @@ oom:
 	return NULL;
 }
 
-/* Adds one header entry as a chunk. */
-static int add_entry(struct st_state *s, const char *label, uint32_t file, uint64_t data_start,
-		     uint64_t fsize, const char *name, json_t *ent, json_t *sharding,
-		     struct ckpt_err *e)
+int ckpt_st_entry(json_t *ent, const char *label, const char *name, uint64_t data_start,
+		  uint64_t fsize, struct ckpt_st_entry *out, struct ckpt_err *e)
 {
-	int64_t size[CKPT_MAXDIM], off[CKPT_MAXDIM] = { 0 };
-	int ndim, n2;
 	json_t *offs = json_object_get(ent, "data_offsets");
 	const char *code = json_string_value(json_object_get(ent, "dtype"));
-	enum ckpt_dtype dt = code ? ckpt_dtype_from_st(code) : CKPT_DT_INVALID;
 
-	if (dt == CKPT_DT_INVALID)
+	out->dtype = code ? ckpt_dtype_from_st(code) : CKPT_DT_INVALID;
+	if (!json_is_object(ent))
+		return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': header entry is not an object", label,
+				    name);
+	if (out->dtype == CKPT_DT_INVALID)
 		return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': unknown dtype '%s'", label, name,
 				    code ? code : "(none)");
-	if (shape_of(json_object_get(ent, "shape"), size, &ndim) || !json_is_array(offs) ||
+	if (shape_of(json_object_get(ent, "shape"), out->shape, &out->ndim) || !json_is_array(offs) ||
 	    json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
 	    !json_is_integer(json_array_get(offs, 1)))
 		return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': expected shape (list of at most %d "
 				    "ints) and data_offsets [begin, end]", label, name, CKPT_MAXDIM);
 	json_int_t b = json_integer_value(json_array_get(offs, 0));
 	json_int_t en = json_integer_value(json_array_get(offs, 1));
-	uint64_t numel = 1, nbytes;
-	for (int d = 0; d < ndim; d++)
-		if (__builtin_mul_overflow(numel, (uint64_t)size[d], &numel))
+	out->numel = 1;
+	for (int d = 0; d < out->ndim; d++)
+		if (__builtin_mul_overflow(out->numel, (uint64_t)out->shape[d], &out->numel))
 			return ckpt_err_set(e, -EOVERFLOW, "%s: tensor '%s': shape overflows", label, name);
-	if (__builtin_mul_overflow(numel, ckpt_dtype_size(dt), &nbytes) || b < 0 || en < b ||
-	    (uint64_t)(en - b) != nbytes || data_start + (uint64_t)en > fsize)
+	if (__builtin_mul_overflow(out->numel, ckpt_dtype_size(out->dtype), &out->nbytes) || b < 0 ||
+	    en < b || (uint64_t)(en - b) != out->nbytes || data_start + (uint64_t)en > fsize)
 		return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': data_offsets [%lld, %lld] do not hold "
 				    "%llu bytes inside the file", label, name, (long long)b,
-				    (long long)en, (unsigned long long)nbytes);
+				    (long long)en, (unsigned long long)out->nbytes);
+	out->begin = data_start + (uint64_t)b;
+	return 0;
+}
+
+/* Adds one header entry as a chunk. */
+static int add_entry(struct st_state *s, const char *label, uint32_t file, uint64_t data_start,
+		     uint64_t fsize, const char *name, json_t *ent, json_t *sharding,
+		     struct ckpt_err *e)
+{
+	struct ckpt_st_entry se;
+	int64_t off[CKPT_MAXDIM] = { 0 };
+	int n2, rc;
+
+	if ((rc = ckpt_st_entry(ent, label, name, data_start, fsize, &se, e)))
+		return rc;
+	int ndim = se.ndim;
+	enum ckpt_dtype dt = se.dtype;
+	int64_t *size = se.shape;
+	uint64_t numel = se.numel, nbytes = se.nbytes;
 	json_t *info = json_object_get(sharding, name);
 	if (info && shape_of(json_object_get(info, "saved_offsets"), off, &n2) == 0) {
 		if (n2 != ndim)
@@ -149,10 +167,10 @@ static int add_entry(struct st_state *s, const char *label, uint32_t file, uint6
 	struct ckpt_chunk *ch = &nc[t->nchunks++];
 	memset(ch, 0, sizeof(*ch));
 	memcpy(ch->off, off, sizeof(off));
-	memcpy(ch->size, size, sizeof(size));
+	memcpy(ch->size, size, sizeof(int64_t) * CKPT_MAXDIM);
 	ch->numel = numel;
 	ch->file = file;
-	ch->item_off = data_start + (uint64_t)b;
+	ch->item_off = se.begin;
 	ch->item_len = nbytes;
 	ch->decoded = 1;
 	ch->item.dtype = dt;
@@ -168,15 +186,52 @@ static int add_entry(struct st_state *s, const char *label, uint32_t file, uint6
 	return 0;
 }
 
+int ckpt_st_header_load(int fd, uint64_t base, uint64_t avail, const char *label, json_t **root,
+			uint64_t *data_start, struct ckpt_err *e)
+{
+	uint8_t len8[8];
+	json_error_t je;
+	char *hdr;
+	int rc;
+
+	*root = NULL;
+	if (avail < 8 || ckpt_pread_full(fd, len8, 8, base))
+		return ckpt_err_set(e, -EINVAL, "%s: byte %llu: too short for a safetensors header", label,
+				    (unsigned long long)base);
+	uint64_t hl = 0;
+	for (int i = 7; i >= 0; i--)
+		hl = (hl << 8) | len8[i];
+	if (hl > MAX_HEADER || hl > avail - 8)
+		return ckpt_err_set(e, -EINVAL, "%s: byte %llu: header length %llu does not fit the file "
+				    "(%llu bytes left) or the 100 MB limit", label, (unsigned long long)base,
+				    (unsigned long long)hl, (unsigned long long)avail);
+	if (!(hdr = malloc(hl + 1)))
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	if ((rc = ckpt_pread_full(fd, hdr, hl, base + 8))) {
+		free(hdr);
+		return ckpt_err_set(e, rc, "%s: read failed", label);
+	}
+	*root = json_loadb(hdr, hl, JSON_REJECT_DUPLICATES, &je);
+	free(hdr);
+	if (!*root || !json_is_object(*root)) {
+		rc = ckpt_err_set(e, -EINVAL, "%s: byte %llu: safetensors header is not a JSON object: %s",
+				  label, (unsigned long long)(base + 8 + (*root ? 0 : je.position)),
+				  *root ? "other JSON" : je.text);
+		json_decref(*root);
+		*root = NULL;
+		return rc;
+	}
+	*data_start = base + 8 + hl;
+	return 0;
+}
+
 static int read_file(struct st_state *s, const char *name, struct ckpt_err *e)
 {
 	struct ckpt_catalog *c = s->c;
 	char label[4200];
-	uint8_t len8[8];
 	struct stat sb;
 	json_error_t je;
 	json_t *root = NULL, *sharding = NULL;
-	char *hdr = NULL;
 	int fd, rc;
 
 	snprintf(label, sizeof(label), "%s/%s", c->dir, name);
@@ -197,27 +252,9 @@ static int read_file(struct st_state *s, const char *name, struct ckpt_err *e)
 	nf[file].size = (uint64_t)sb.st_size;
 	if ((int64_t)sb.st_mtime > c->mtime)
 		c->mtime = (int64_t)sb.st_mtime;
-	if ((rc = ckpt_pread_full(fd, len8, 8, 0)))
-		return ckpt_err_set(e, -EINVAL, "%s: byte 0: too short for a safetensors header", label);
-	uint64_t hl = 0;
-	for (int i = 7; i >= 0; i--)
-		hl = (hl << 8) | len8[i];
-	if (hl > MAX_HEADER || hl > nf[file].size - 8)
-		return ckpt_err_set(e, -EINVAL, "%s: byte 0: header length %llu does not fit the file "
-				    "(%llu bytes) or the 100 MB limit", label, (unsigned long long)hl,
-				    (unsigned long long)nf[file].size);
-	if (!(hdr = malloc(hl + 1)))
-		return ckpt_err_set(e, -ENOMEM, "out of memory");
-	if ((rc = ckpt_pread_full(fd, hdr, hl, 8))) {
-		rc = ckpt_err_set(e, rc, "%s: read failed", label);
-		goto out;
-	}
-	if (!(root = json_loadb(hdr, hl, JSON_REJECT_DUPLICATES, &je)) || !json_is_object(root)) {
-		rc = ckpt_err_set(e, -EINVAL, "%s: byte %llu: safetensors header is not a JSON object: %s",
-				  label, (unsigned long long)(8 + (root ? 0 : je.position)),
-				  root ? "other JSON" : je.text);
-		goto out;
-	}
+	uint64_t data_start;
+	if ((rc = ckpt_st_header_load(fd, 0, nf[file].size, label, &root, &data_start, e)))
+		return rc;
 	const char *si = json_string_value(json_object_get(json_object_get(root, "__metadata__"),
 							   "DCP_SHARDING_INFO"));
 	if (si && !(sharding = json_loads(si, 0, &je))) {
@@ -230,19 +267,13 @@ static int read_file(struct st_state *s, const char *name, struct ckpt_err *e)
 	json_object_foreach(root, key, ent) {
 		if (strcmp(key, "__metadata__") == 0)
 			continue;
-		if (!json_is_object(ent)) {
-			rc = ckpt_err_set(e, -EINVAL, "%s: tensor '%s': header entry is not an object",
-					  label, key);
-			goto out;
-		}
-		if ((rc = add_entry(s, label, file, 8 + hl, nf[file].size, key, ent, sharding, e)))
+		if ((rc = add_entry(s, label, file, data_start, nf[file].size, key, ent, sharding, e)))
 			goto out;
 	}
 	rc = 0;
 out:
 	json_decref(sharding);
 	json_decref(root);
-	free(hdr);
 	return rc;
 }
 

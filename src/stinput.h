@@ -6,8 +6,31 @@
 #ifndef CKPT_STINPUT_H
 #define CKPT_STINPUT_H
 
+#include <jansson.h>
+#include <stdint.h>
+
 #include "err.h"
 #include "tensors.h"
+
+/* One tensor entry of a safetensors header. */
+struct ckpt_st_entry {
+	enum ckpt_dtype dtype;
+	int ndim;
+	int64_t shape[CKPT_MAXDIM];
+	uint64_t numel, nbytes;
+	uint64_t begin;   /* file offset of the first data byte */
+};
+
+/* Reads the safetensors header at file offset base (avail bytes after it):
+ * *root gets the JSON object (json_decref it), *data_start the file offset of
+ * the data section.  Errors name label and the byte offset. */
+int ckpt_st_header_load(int fd, uint64_t base, uint64_t avail, const char *label, json_t **root,
+			uint64_t *data_start, struct ckpt_err *e);
+
+/* Validates header entry ent of tensor name (dtype, shape, offsets inside a
+ * file of fsize bytes) into *out. */
+int ckpt_st_entry(json_t *ent, const char *label, const char *name, uint64_t data_start,
+		  uint64_t fsize, struct ckpt_st_entry *out, struct ckpt_err *e);
 
 /* Reads the headers of every *.safetensors file directly in c->realdir and
  * adds their tensors to c (files, tensors, chunks, already decoded).  The

@@ -169,3 +169,40 @@ def test_dtype_conversion(case, dtype, mount, e2e_tmp):
     with torch.no_grad():
         want = refm(torch.arange(16).reshape(2, 8) % cfg["vocab_size"]).logits
     assert torch.equal(got, want), "logits differ from the reference loaded in the same dtype"
+
+
+def test_safetensors_serialized_distcp(e2e_env, e2e_tmp, mount):
+    """FileSystemWriter(serialization_format=SAFETENSORS): .metadata points into
+    one safetensors blob per .distcp (torch's own reader cannot load these);
+    ckptfs serves them, equal to the saved model."""
+    import warnings
+
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from transformers import AutoModelForCausalLM
+    try:
+        from torch.distributed.checkpoint.filesystem import SerializationFormat
+    except ImportError:
+        pytest.skip("this torch has no SerializationFormat")
+    model, cfg = make_ckpt.build_model("llama")
+    ref = e2e_tmp / "st-serial-ref"
+    model.save_pretrained(str(ref))
+    ck = e2e_tmp / "st-serial"
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"model": sd}, storage_writer=dcp.FileSystemWriter(
+            str(ck), serialization_format=SerializationFormat.SAFETENSORS))
+    with mount(ck, e2e_tmp / "mnt" / "st-serial", f"assets={ref}") as m:
+        served = _read_all(m)
+        loaded = AutoModelForCausalLM.from_pretrained(str(m))
+        x = torch.arange(16).reshape(2, 8) % cfg.vocab_size
+        with torch.no_grad():
+            got = loaded(x).logits.clone()
+        del loaded
+        gc.collect()
+    assert sorted(served) == sorted(sd)
+    for k, t in served.items():
+        assert _same(t, sd[k]), k
+    with torch.no_grad():
+        assert torch.equal(got, AutoModelForCausalLM.from_pretrained(str(ref))(x).logits)
