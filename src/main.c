@@ -23,6 +23,8 @@ struct cli {
 	char *mapping;
 	char *mapping_strict;
 	char *dtype;
+	char *view;
+	char *ema_key;
 	char *explain;
 	int allow_holes;
 	int keep_all;
@@ -45,6 +47,8 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("assets=%s", assets, 0),
 	CLI_OPT("mapping=%s", mapping, 0),
 	CLI_OPT("dtype=%s", dtype, 0),
+	CLI_OPT("view=%s", view, 0),
+	CLI_OPT("ema_key=%s", ema_key, 0),
 	CLI_OPT("mapping_strict=%s", mapping_strict, 0),
 	CLI_OPT("--explain=%s", explain, 0),
 	CLI_OPT("allow_holes", allow_holes, 1),
@@ -99,6 +103,9 @@ static void usage(FILE *fp)
 "                         serve floating tensors in this dtype, converted on read\n"
 "                         exactly as torch's tensor.to(dtype); orig (default)\n"
 "                         as stored; auto: the assets' config.json torch_dtype\n"
+"  -o view=model|ema      serve the trained weights (default) or their EMA copies\n"
+"                         (TorchTitan ema.state.<name>.ema_params.<key>);\n"
+"                         -o ema_key=KEY picks one when there are several\n"
 "  -o mapping_strict=0    leave out (and list) source tensors no rule matches\n"
 "                         instead of refusing the checkpoint\n"
 "  -o keep_all            show every tensor under its raw DCP name\n"
@@ -150,6 +157,14 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 	o->keep_all = c->keep_all;
 	o->assets = c->assets;
 	o->mapping = c->mapping;
+	o->ema_key = c->ema_key;
+	if (c->view) {
+		if (strcmp(c->view, "model") && strcmp(c->view, "ema")) {
+			fprintf(stderr, "ckptfs: -o view=%s: expected model or ema\n", c->view);
+			return -EINVAL;
+		}
+		o->view_ema = !strcmp(c->view, "ema");
+	}
 	if (c->dtype) {
 		static const struct { const char *name; enum ckpt_dtype dt; } dts[] = {
 			{ "bf16", CKPT_DT_BF16 }, { "bfloat16", CKPT_DT_BF16 },
@@ -208,6 +223,8 @@ static void free_cli(struct cli *c)
 	free(c->mapping);
 	free(c->mapping_strict);
 	free(c->dtype);
+	free(c->view);
+	free(c->ema_key);
 	free(c->explain);
 	for (int i = 0; i < c->npos; i++)
 		free(c->pos[i]);

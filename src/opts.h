@@ -18,6 +18,8 @@ struct ckpt_opts {
 	int mapping_lax;          /* mapping_strict=0: unmatched sources are left out */
 	enum ckpt_dtype dtype;    /* served floating dtype, CKPT_DT_INVALID = as stored */
 	int dtype_auto;           /* dtype=auto: from the assets' config.json */
+	int view_ema;             /* view=ema: EMA copies instead of trained weights */
+	const char *ema_key;      /* which EMA copy (ema_params.<key>), NULL: the only one */
 };
 
 #endif

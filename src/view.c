@@ -13,6 +13,7 @@
 #include "convert.h"
 #include "dirlist.h"
 #include "mapping.h"
+#include "strmap.h"
 
 /* Why a DCP entry is not a model weight, or NULL if it is one. */
 static const char *non_model_reason(const char *fqn)
@@ -27,6 +28,8 @@ static const char *non_model_reason(const char *fqn)
 	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
 		if (strlen(roots[i]) == rl && strncmp(fqn, roots[i], rl) == 0)
 			return "training state, not a model weight";
+	if (rl == 3 && strncmp(fqn, "ema", 3) == 0)
+		return "EMA weights (-o view=ema serves them instead of the trained weights)";
 	if (strstr(fqn, "_extra_state"))
 		return "TransformerEngine _extra_state, not a weight";
 	if (l >= 11 && strcmp(fqn + l - 11, "_flat_param") == 0)
@@ -152,6 +155,57 @@ static void apply_dtype(struct ckpt_view *v, enum ckpt_dtype to)
 	}
 }
 
+/* -o view=ema: every model tensor F is replaced by its EMA copy
+ * ema.state.F.ema_params.K (TorchTitan); an EMA tensor that matches no model
+ * tensor is an error, as is a choice of K left open. */
+static int use_ema(struct ckpt_catalog *c, struct ckpt_tensor **keep, size_t nkeep,
+		   const char *want_key, struct ckpt_err *e)
+{
+	static const char pre[] = "ema.state.", mid[] = ".ema_params.";
+	size_t used = 0, total = 0;
+	struct strmap by_model = { 0 };
+	int rc = 0;
+
+	for (size_t i = 0; i < nkeep; i++)
+		if (strmap_put(&by_model, keep[i]->name, &keep[i]))
+			return ckpt_err_set(e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < c->ntensors && !rc; i++) {
+		struct ckpt_tensor *t = &c->tensors[i];
+		const char *m;
+		if (strncmp(t->name, pre, sizeof(pre) - 1) || !(m = strstr(t->name, mid)))
+			continue;
+		const char *k = m + sizeof(mid) - 1;
+		if (want_key && strcmp(k, want_key))
+			continue;
+		total++;
+		char *fqn = strndup(t->name + sizeof(pre) - 1, (size_t)(m - t->name) - (sizeof(pre) - 1));
+		struct ckpt_tensor **slot = fqn ? strmap_get(&by_model, fqn) : NULL;
+		if (!fqn)
+			rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+		else if (!slot)
+			rc = ckpt_err_set(e, -EINVAL, "%s: EMA tensor '%s' has no trained weight '%s'",
+					  c->md_desc, t->name, fqn);
+		else if (strncmp((*slot)->name, pre, sizeof(pre) - 1) == 0)
+			rc = ckpt_err_set(e, -EINVAL, "%s: '%s' has several EMA copies; choose one with "
+					  "-o ema_key=KEY (e.g. %s)", c->md_desc, fqn, k);
+		else if ((*slot)->dtype != t->dtype || (*slot)->ndim != t->ndim ||
+			 memcmp((*slot)->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim))
+			rc = ckpt_err_set(e, -EINVAL, "%s: EMA tensor '%s' differs in dtype or shape from "
+					  "'%s'", c->md_desc, t->name, fqn);
+		else {
+			*slot = t;
+			used++;
+		}
+		free(fqn);
+	}
+	strmap_free(&by_model);
+	if (!rc && total == 0)
+		rc = ckpt_err_set(e, -ENOENT, "%s: -o view=ema, but the checkpoint holds no "
+				  "ema.state.<name>.ema_params.%s tensors", c->md_desc,
+				  want_key ? want_key : "<key>");
+	return rc;
+}
+
 static int cmp_vt(const void *a, const void *b)
 {
 	return ckpt_natcmp(((const struct ckpt_vtensor *)a)->name,
@@ -200,7 +254,13 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 	if (!names)
 		goto oom;
 	for (size_t i = 0; i < nkeep; i++)
-		names[i] = keep[i]->name + plen;
+		names[i] = keep[i]->name + plen;  /* the trained weight's name, also under view=ema */
+	if (o->view_ema && (rc = use_ema(c, keep, nkeep, o->ema_key, e))) {
+		free(names);
+		free(keep);
+		ckpt_view_free(v);
+		return rc;
+	}
 	struct ckpt_mapping *m = NULL;
 	json_t *config = load_config(o->assets);
 	if (!o->keep_all && !(o->mapping && !strcmp(o->mapping, "none")))

@@ -356,3 +356,40 @@ def test_torchtitan_qwen3_to_hf(kind, e2e_env, e2e_tmp, mount, ckptfs_bin):
     with torch.no_grad():
         want = AutoModelForCausalLM.from_pretrained(str(ref))(x).logits
     assert torch.equal(got, want)
+
+
+def test_torchtitan_ema_view(e2e_env, e2e_tmp, mount, ckptfs_bin):
+    """TorchTitan EMA: ema.state.<fqn>.ema_params.<key> tensors are hidden by
+    default and served under the HF names with -o view=ema (and -o ema_key
+    when a checkpoint keeps several EMA copies)."""
+    import torch
+    from safetensors import safe_open
+    model, cfg, ref, sd = _hf("llama", e2e_tmp, "titan-ema")
+    native = _titan_native(sd, cfg)
+    native.pop("freqs_cis")
+    ema_sd = {k: (v * 0.5).contiguous() for k, v in sd.items()}
+    ema_native = _titan_native(ema_sd, cfg)
+    ema_native.pop("freqs_cis")
+    for key in ("decay_0p999", "half_life_0p05"):
+        for fqn, v in ema_native.items():
+            native[f"ema.state.{fqn}.ema_params.{key}"] = v if key == "decay_0p999" else v * 2
+    ckpt = e2e_tmp / "titan-ema"
+    _save_dcp(native, ckpt)
+
+    def served(*opts):
+        with mount(ckpt, e2e_tmp / f"mnt-ema-{len(opts)}", f"assets={ref}", *opts) as m:
+            out = {}
+            with safe_open(str(m / "model.safetensors"), framework="pt") as s:
+                for k in s.keys():
+                    out[k] = s.get_tensor(k).clone()
+        return out
+
+    plain = served()
+    assert all(torch.equal(plain[k], sd[k]) for k in plain) and set(plain) == set(sd)
+    r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt), "-o", f"assets={ref}", "-o", "view=ema"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "ema_key" in r.stderr, r.stderr
+    ema = served("view=ema", "ema_key=decay_0p999")
+    assert set(ema) == set(sd)
+    for k, v in ema.items():
+        assert torch.equal(v, ema_sd[k]), f"{k}: not the EMA copy"
