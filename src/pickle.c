@@ -30,6 +30,9 @@ static void *pk_alloc(struct ckpt_pickle *p, size_t n)
 	n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
 	if (!b || b->cap - b->used < n) {
 		size_t cap = n > PK_BLOCK_SIZE ? n : PK_BLOCK_SIZE;
+		if (p->arena_limit && (cap > p->arena_limit || p->arena_bytes > p->arena_limit - cap))
+			return NULL;  /* the caller reports it as too large */
+		p->arena_bytes += cap;
 		b = malloc(sizeof(*b) + cap);
 		if (!b)
 			return NULL;
@@ -191,11 +194,18 @@ static uint64_t rd_le(const uint8_t *b, int n)
 	return v;
 }
 
+static int arena_full(struct pk *k)
+{
+	return ckpt_err_set(k->e, -E2BIG, "%s: byte %llu: the pickle builds more than %zu bytes of "
+			    "values from %zu bytes of input (a memory bomb?)", k->label,
+			    (unsigned long long)k->op_off, k->p->arena_limit, k->len);
+}
+
 static struct pv *mk(struct pk *k, enum pv_kind kind)
 {
 	struct pv *v = pk_alloc(k->p, sizeof(*v));
 	if (!v) {
-		ckpt_err_set(k->e, -ENOMEM, "%s: out of memory", k->label);
+		arena_full(k);
 		return NULL;
 	}
 	memset(v, 0, sizeof(*v));
@@ -262,7 +272,7 @@ static int seq_add(struct pk *k, struct pv *seq, struct pv *item)
 		size_t nc = seq->u.seq.cap ? seq->u.seq.cap * 2 : 4;
 		struct pv **nv = pk_alloc(k->p, nc * sizeof(*nv));
 		if (!nv)
-			return ckpt_err_set(k->e, -ENOMEM, "%s: out of memory", k->label);
+			return arena_full(k);
 		if (seq->u.seq.n)
 			memcpy(nv, seq->u.seq.v, seq->u.seq.n * sizeof(*nv));
 		seq->u.seq.v = nv;
@@ -280,7 +290,7 @@ static struct pv *mk_seq(struct pk *k, enum pv_kind kind, struct pv **items, siz
 	if (n) {
 		v->u.seq.v = pk_alloc(k->p, n * sizeof(*items));
 		if (!v->u.seq.v) {
-			ckpt_err_set(k->e, -ENOMEM, "%s: out of memory", k->label);
+			arena_full(k);
 			return NULL;
 		}
 		memcpy(v->u.seq.v, items, n * sizeof(*items));
@@ -296,7 +306,7 @@ static struct pv *mk_str(struct pk *k, enum pv_kind kind, const uint8_t *s, size
 		return NULL;
 	v->u.str.s = pk_alloc(k->p, n + 1);
 	if (!v->u.str.s) {
-		ckpt_err_set(k->e, -ENOMEM, "%s: out of memory", k->label);
+		arena_full(k);
 		return NULL;
 	}
 	memcpy(v->u.str.s, s, n);
@@ -315,7 +325,7 @@ static int op_global(struct pk *k, const char *module, size_t mlen, const char *
 	m = pk_alloc(k->p, mlen + 1);
 	n = pk_alloc(k->p, nlen + 1);
 	if (!m || !n)
-		return ckpt_err_set(k->e, -ENOMEM, "%s: out of memory", k->label);
+		return arena_full(k);
 	memcpy(m, module, mlen);
 	m[mlen] = '\0';
 	memcpy(n, name, nlen);
@@ -396,6 +406,7 @@ static int op_call(struct pk *k, struct pv *cls, struct pv *args)
 
 static int op_build(struct pk *k)
 {
+	int rc;
 	struct pv *state = pop(k), *obj = state ? top(k) : NULL;
 	if (!obj)
 		return -EINVAL;
@@ -404,9 +415,11 @@ static int op_build(struct pk *k)
 		return 0;
 	}
 	if (obj->kind == PV_DICT && state->kind == PV_DICT) {
+		if (obj == state)
+			return 0;  /* d.update(d) changes nothing */
 		for (size_t i = 0; i < state->u.seq.n; i++)
-			if (seq_add(k, obj, state->u.seq.v[i]))
-				return -ENOMEM;
+			if ((rc = seq_add(k, obj, state->u.seq.v[i])))
+				return rc;
 		return 0;
 	}
 	return FAIL(k, "%s: byte %llu: BUILD on a %s, expected an object", k->label,
@@ -415,6 +428,7 @@ static int op_build(struct pk *k)
 
 static int op_setitems(struct pk *k, size_t start, size_t n)
 {
+	int rc;
 	struct pv *d = top(k);
 	if (!d)
 		return -EINVAL;
@@ -425,13 +439,14 @@ static int op_setitems(struct pk *k, size_t start, size_t n)
 		return FAIL(k, "%s: byte %llu: SETITEMS with an odd number of items", k->label,
 			    (unsigned long long)k->op_off);
 	for (size_t i = 0; i < n; i++)
-		if (seq_add(k, d, k->stack[start + i]))
-			return -ENOMEM;
+		if ((rc = seq_add(k, d, k->stack[start + i])))
+			return rc;
 	return 0;
 }
 
 static int op_appends(struct pk *k, size_t start, size_t n, enum pv_kind want)
 {
+	int rc;
 	struct pv *l = top(k);
 	if (!l)
 		return -EINVAL;
@@ -439,8 +454,8 @@ static int op_appends(struct pk *k, size_t start, size_t n, enum pv_kind want)
 		return FAIL(k, "%s: byte %llu: APPEND/ADDITEMS on a %s, expected a %s", k->label,
 			    (unsigned long long)k->op_off, pv_kind_name(l->kind), pv_kind_name(want));
 	for (size_t i = 0; i < n; i++)
-		if (seq_add(k, l, k->stack[start + i]))
-			return -ENOMEM;
+		if ((rc = seq_add(k, l, k->stack[start + i])))
+			return rc;
 	return 0;
 }
 
@@ -715,6 +730,8 @@ int ckpt_pickle_parse(struct ckpt_pickle *p, const uint8_t *buf, size_t len,
 
 	p->blocks = NULL;
 	p->root = NULL;
+	p->arena_bytes = 0;
+	p->arena_limit = len > (SIZE_MAX - (64u << 20)) / 64 ? SIZE_MAX : len * 64 + (64u << 20);
 	if (len < 2 || buf[0] != 0x80)
 		rc = ckpt_err_set(e, -EINVAL, "%s: byte 0: not a pickle (expected 0x80 PROTO, found %s)",
 				  label, len ? "other bytes" : "an empty file");

@@ -6,7 +6,8 @@
  * error), REDUCE/NEWOBJ build inert "object" nodes, BUILD attaches state.
  * Module aliases are folded: torch.distributed._shard.checkpoint.X reads as
  * torch.distributed.checkpoint.X.  All values live in an arena owned by the
- * struct ckpt_pickle and are freed together. */
+ * struct ckpt_pickle and are freed together; the arena may not grow past
+ * 64 times the input size plus 64 MiB, so no pickle can exhaust memory. */
 #ifndef CKPT_PICKLE_H
 #define CKPT_PICKLE_H
 
@@ -60,6 +61,7 @@ struct pk_block;
 struct ckpt_pickle {
 	struct pk_block *blocks;  /* arena */
 	struct pv *root;
+	size_t arena_bytes, arena_limit;  /* memory used, and the bound set by the input size */
 };
 
 /* Parses buf[0..len) as one pickle.  label names the source in messages

@@ -150,6 +150,23 @@ static void check_malformed(void)
 		ok(rc == bad[i].code && strstr(e.msg, bad[i].msg) != NULL, "rejects %s (%s)",
 		   bad[i].what, e.msg);
 	}
+	/* two dicts updated from each other 40 times: 2^40 items from 300 bytes */
+	unsigned char bomb[600];
+	size_t bl = 0;
+	memcpy(bomb, "\x80\x02}K\x01K\x02sq\x00" "0}K\x03K\x04sq\x01" "0", 20);
+	bl = 20;
+	for (int r = 0; r < 40; r++) {
+		memcpy(bomb + bl, "h\x01h\x00" "b0h\x00h\x01" "b0", 12);
+		bl += 12;
+	}
+	memcpy(bomb + bl, "N.", 2);
+	bl += 2;
+	ok(parse(bomb, bl, &p, &e) == -E2BIG && strstr(e.msg, "memory bomb"),
+	   "values growing past 64x the input are refused (%s)", e.msg);
+	static const char self_build[] = "\x80\x02}K\x01K\x02s2b.";
+	ok(parse(self_build, sizeof(self_build) - 1, &p, &e) == 0 && p.root->u.seq.n == 2,
+	   "BUILD of a dict with itself is a no-op (%s)", e.msg);
+	ckpt_pickle_free(&p);
 	b = vec("evil_p2", &len);
 	ok(parse(b, len, &p, &e) == -EPERM && strstr(e.msg, "os.system"),
 	   "p2 object of class os.system is refused by name (%s)", e.msg);
