@@ -155,22 +155,25 @@ static int add_storage(struct builder *b, const struct pv *key, const struct pv 
 	return 0;
 }
 
-static int add_chunk(struct ckpt_tensor *t, const int64_t *off, const int64_t *size)
+/* Appends a chunk (duplicates are removed later, after sorting).  Returns
+ * 0, -EOVERFLOW when its element count overflows, or -ENOMEM. */
+int ckpt_tensor_add_chunk(struct ckpt_tensor *t, const int64_t *off, const int64_t *size)
 {
 	uint64_t numel = 1;
 	for (int d = 0; d < t->ndim; d++)
-		numel *= (uint64_t)size[d];
+		if (__builtin_mul_overflow(numel, (uint64_t)size[d], &numel))
+			return -EOVERFLOW;
 	if (numel == 0)
 		return 0;  /* zero-size chunks carry no data and may be out of range */
-	for (size_t i = 0; i < t->nchunks; i++)
-		if (!memcmp(t->chunks[i].off, off, sizeof(int64_t) * (size_t)t->ndim) &&
-		    !memcmp(t->chunks[i].size, size, sizeof(int64_t) * (size_t)t->ndim))
-			return 0;  /* identical duplicate */
-	struct ckpt_chunk *nc = realloc(t->chunks, (t->nchunks + 1) * sizeof(*nc));
-	if (!nc)
-		return -ENOMEM;
-	t->chunks = nc;
-	struct ckpt_chunk *ch = &nc[t->nchunks++];
+	if (t->nchunks == t->chunks_cap) {
+		size_t nc = t->chunks_cap ? t->chunks_cap * 2 : 4;
+		struct ckpt_chunk *na = realloc(t->chunks, nc * sizeof(*na));
+		if (!na)
+			return -ENOMEM;
+		t->chunks = na;
+		t->chunks_cap = nc;
+	}
+	struct ckpt_chunk *ch = &t->chunks[t->nchunks++];
 	memset(ch, 0, sizeof(*ch));
 	memcpy(ch->off, off, sizeof(int64_t) * (size_t)t->ndim);
 	memcpy(ch->size, size, sizeof(int64_t) * (size_t)t->ndim);
@@ -249,8 +252,11 @@ static int add_tensor(struct builder *b, const char *fqn, const struct pv *md, s
 			return ckpt_err_set(e, -EINVAL, "%s: key '%s': chunk %zu is not a "
 					    "ChunkStorageMetadata with %d-dim offsets and sizes",
 					    b->label, fqn, i, ndim);
-		if (add_chunk(t, off, size))
-			return oom(e);
+		int rc = ckpt_tensor_add_chunk(t, off, size);
+		if (rc)
+			return rc == -ENOMEM ? oom(e) :
+			       ckpt_err_set(e, rc, "%s: key '%s': chunk %zu has an element count that "
+					    "overflows", b->label, fqn, i);
 	}
 	return 0;
 }
@@ -405,45 +411,86 @@ static int boxes_intersect(const struct ckpt_chunk *a, const struct ckpt_chunk *
 	return 1;
 }
 
-static int sort_ndim;  /* qsort has no context argument; catalogues open one at a time */
+static int sort_dim, sort_ndim;  /* qsort has no context; guarded by sort_lock */
 
 static int cmp_chunk(const void *a, const void *b)
 {
 	const struct ckpt_chunk *x = a, *y = b;
-	for (int d = 0; d < sort_ndim; d++)
+	if (x->off[sort_dim] != y->off[sort_dim])
+		return x->off[sort_dim] < y->off[sort_dim] ? -1 : 1;
+	for (int d = 0; d < sort_ndim; d++) {
 		if (x->off[d] != y->off[d])
 			return x->off[d] < y->off[d] ? -1 : 1;
+		if (x->size[d] != y->size[d])
+			return x->size[d] < y->size[d] ? -1 : 1;
+	}
 	return 0;
 }
 
-/* Bounds, overlaps and holes.  Chunks are sorted by offset (C order), so
- * only chunks whose first-dimension ranges meet need comparing: a sweep
- * that stays near linear for row-sharded tensors with thousands of ranks. */
+/* The dimension the chunks are split along most (the one with the most
+ * distinct offsets): sweeping along it compares only chunks that can meet. */
+static int split_dim(const struct ckpt_tensor *t)
+{
+	int best = 0;
+	size_t best_n = 0;
+	for (int d = 0; d < t->ndim; d++) {
+		size_t distinct = 0;
+		for (size_t i = 0; i < t->nchunks && distinct <= best_n; i++)
+			distinct += t->chunks[i].off[d] != 0;
+		if (distinct > best_n) {
+			best = d;
+			best_n = distinct;
+		}
+	}
+	return best;
+}
+
+/* Bounds, duplicates, overlaps and holes.  Chunks are sorted along their
+ * split dimension, identical duplicates dropped, and only chunks whose
+ * ranges on that dimension meet are compared: near linear for the usual
+ * row- or column-sharded tensors, even with thousands of ranks. */
 static int check_coverage(struct ckpt_catalog *c, struct ckpt_tensor *t, const struct ckpt_opts *o,
 			  struct ckpt_err *e)
 {
 	static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 	uint64_t covered = 0;
+	int sd = 0;
 
-	pthread_mutex_lock(&sort_lock);
-	sort_ndim = t->ndim;
-	qsort(t->chunks, t->nchunks, sizeof(*t->chunks), cmp_chunk);
-	pthread_mutex_unlock(&sort_lock);
 	for (size_t i = 0; i < t->nchunks; i++) {
 		const struct ckpt_chunk *ch = &t->chunks[i];
-		for (int d = 0; d < t->ndim; d++)
-			if (ch->off[d] < 0 || ch->off[d] + ch->size[d] > t->shape[d])
-				return ckpt_err_set(e, -EINVAL, "%s: key '%s': chunk %zu (dim %d: offset "
+		for (int d = 0; d < t->ndim; d++)  /* no addition: offsets may be near 2^63 */
+			if (ch->off[d] < 0 || ch->size[d] < 0 || ch->size[d] > t->shape[d] ||
+			    ch->off[d] > t->shape[d] - ch->size[d])
+				return ckpt_err_set(e, -EINVAL, "%s: key '%s': a chunk (dim %d: offset "
 						    "%lld + size %lld) lies outside the shape (%lld)",
-						    c->md_desc, t->name, i, d, (long long)ch->off[d],
+						    c->md_desc, t->name, d, (long long)ch->off[d],
 						    (long long)ch->size[d], (long long)t->shape[d]);
+	}
+	if (t->nchunks > 1 && t->ndim > 0) {
+		sd = split_dim(t);
+		pthread_mutex_lock(&sort_lock);
+		sort_dim = sd;
+		sort_ndim = t->ndim;
+		qsort(t->chunks, t->nchunks, sizeof(*t->chunks), cmp_chunk);
+		pthread_mutex_unlock(&sort_lock);
+		size_t w = 1;
+		for (size_t i = 1; i < t->nchunks; i++)  /* identical duplicates are adjacent now */
+			if (memcmp(t->chunks[i].off, t->chunks[w - 1].off, sizeof(int64_t) * (size_t)t->ndim) ||
+			    memcmp(t->chunks[i].size, t->chunks[w - 1].size, sizeof(int64_t) * (size_t)t->ndim))
+				t->chunks[w++] = t->chunks[i];
+		t->nchunks = w;
+	} else if (t->nchunks > 1) {
+		t->nchunks = 1;  /* 0-d: every chunk is the whole (one-element) tensor */
+	}
+	for (size_t i = 0; i < t->nchunks; i++) {
+		const struct ckpt_chunk *ch = &t->chunks[i];
 		for (size_t j = i + 1; j < t->nchunks && (t->ndim == 0 ||
-		     t->chunks[j].off[0] < ch->off[0] + ch->size[0]); j++)
+		     t->chunks[j].off[sd] < ch->off[sd] + ch->size[sd]); j++)
 			if (boxes_intersect(ch, &t->chunks[j], t->ndim))
 				return ckpt_err_set(e, -EINVAL, "%s: key '%s': chunks at offsets %lld and "
-						    "%lld (dim 0) partly overlap", c->md_desc, t->name,
-						    (long long)(t->ndim ? ch->off[0] : 0),
-						    (long long)(t->ndim ? t->chunks[j].off[0] : 0));
+						    "%lld (dim %d) partly overlap", c->md_desc, t->name,
+						    (long long)(t->ndim ? ch->off[sd] : 0),
+						    (long long)(t->ndim ? t->chunks[j].off[sd] : 0), sd);
 		covered += ch->numel;
 	}
 	if (covered == t->numel)
@@ -670,9 +717,9 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 		if (!rc && !st_input)
 			rc = bind_storage(&b, &c->tensors[i], e);
 	}
-	if (!rc)
+	if (!rc && c->ntensors > 1)
 		qsort(c->tensors, c->ntensors, sizeof(*c->tensors), cmp_tensor);
-	if (!rc && c->nbytes)
+	if (!rc && c->nbytes > 1)
 		qsort(c->bytes, c->nbytes, sizeof(*c->bytes), cmp_str);
 out:
 	ckpt_names_free(mds, nmd);

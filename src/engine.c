@@ -46,6 +46,7 @@ int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_o
 	if (!g->opts.assets) {
 		g->assets_found = find_assets(g->cat.realdir);
 		g->opts.assets = g->assets_found;
+		g->opts.assets_found = g->assets_found != NULL;
 	}
 	o = &g->opts;
 	if ((rc = ckpt_view_build(&g->view, &g->cat, o, e)))

@@ -94,6 +94,8 @@ static int unary(struct ex *x, int64_t *v)
 	if (accept(x, "-")) {
 		if ((rc = unary(x, v)) < 0)
 			return rc;
+		if (*v == INT64_MIN)
+			return syntax(x, "overflow");
 		*v = -*v;
 		return rc;
 	}
@@ -152,6 +154,8 @@ static int binary(struct ex *x, int64_t *v, int level)
 		else {
 			if (r == 0)
 				return syntax(x, "division by zero");
+			if (r == -1 && *v == INT64_MIN)
+				return syntax(x, "overflow");
 			*v = op[0] == '/' ? *v / r : *v % r;
 		}
 	}

@@ -238,19 +238,39 @@ static int patch_asset(struct ckpt_vfile *f, const char *dtype, struct ckpt_err 
 	return 0;
 }
 
-static int add_assets(struct ckpt_layout *l, const char *dir, const char *dtype,
+/* The files a HuggingFace model directory holds besides its weights.  A
+ * directory found next to an (untrusted) checkpoint shows only these. */
+static int is_hf_asset_name(const char *n)
+{
+	static const char *const exact[] = {
+		"config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json",
+		"vocab.json", "vocab.txt", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+		"preprocessor_config.json", "processor_config.json", "chat_template.json",
+		"chat_template.jinja",
+	};
+	size_t l = strlen(n);
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (!strcmp(n, exact[i]))
+			return 1;
+	return (!strncmp(n, "tokenizer", 9) && is_asset_name(n)) ||
+	       (l > 9 && !strcmp(n + l - 9, ".tiktoken"));
+}
+
+static int add_assets(struct ckpt_layout *l, const char *dir, int found, const char *dtype,
 		      struct ckpt_err *e)
 {
 	char **names, path[PATH_MAX];
 	size_t n;
-	int rc = ckpt_dir_list(dir, is_asset_name, &names, &n);
+	int rc = ckpt_dir_list(dir, found ? is_hf_asset_name : is_asset_name, &names, &n);
 
 	if (rc)
 		return ckpt_err_set(e, rc, "assets directory %s: %s", dir, strerror(-rc));
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct stat sb;
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);  /* follows symlinks (HF cache) */
+		/* -o assets follows symlinks (the HF cache is made of them); a directory
+		 * found inside a checkpoint may not point anywhere else */
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (found ? O_NOFOLLOW : 0));
 		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 			if (fd >= 0)
 				close(fd);
@@ -384,7 +404,8 @@ int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const st
 		for (size_t i = 0; i < v->n; i++)
 			if (file_of[i] == k)
 				f->ext[f->next++].t = &v->t[i];
-		qsort(f->ext, f->next, sizeof(*f->ext), cmp_ext);
+		if (f->next > 1)
+			qsort(f->ext, f->next, sizeof(*f->ext), cmp_ext);
 		rc = render_header(f, e);
 		l->nweights++;
 	}
@@ -395,7 +416,7 @@ int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const st
 	if (!rc && (nfiles > 1 || mirrored))
 		rc = render_index(l, e);
 	if (!rc && o->assets)
-		rc = add_assets(l, o->assets, o->dtype != CKPT_DT_INVALID && !o->dtype_auto ?
+		rc = add_assets(l, o->assets, o->assets_found, o->dtype != CKPT_DT_INVALID && !o->dtype_auto ?
 				ckpt_dtype_name(o->dtype) : NULL, e);
 	if (rc)
 		ckpt_layout_free(l);

@@ -13,6 +13,8 @@ struct ckpt_opts {
 	int keep_all;             /* show every tensor under its raw DCP name */
 	uint64_t max_shard_size;  /* bytes of tensor data per output file */
 	const char *assets;       /* directory whose non-weight files are shown too */
+	int assets_found;         /* assets found next to the weights, not given: only known
+	                             HuggingFace file names, no symlinks */
 	uint64_t cache_bytes;     /* budget for decompressed / strided items in memory */
 	const char *mapping;      /* "auto" (NULL), "none", or a rule file */
 	int mapping_lax;          /* mapping_strict=0: unmatched sources are left out */

@@ -613,18 +613,18 @@ static int step(struct pk *k, int *done)
 	case 't': case 'l': /* TUPLE, LIST (mark based) */
 		if ((rc = pop_mark(k, &start, &n)))
 			return rc;
-		return push(k, mk_seq(k, op == 't' ? PV_TUPLE : PV_LIST, k->stack + start, n));
+		return push(k, mk_seq(k, op == 't' ? PV_TUPLE : PV_LIST, n ? k->stack + start : NULL, n));
 	case 'd': /* DICT (mark based) */
 		if ((rc = pop_mark(k, &start, &n)))
 			return rc;
 		if (n % 2)
 			return FAIL(k, "%s: byte %llu: DICT with an odd number of items", k->label,
 				    (unsigned long long)k->op_off);
-		return push(k, mk_seq(k, PV_DICT, k->stack + start, n));
+		return push(k, mk_seq(k, PV_DICT, n ? k->stack + start : NULL, n));
 	case 0x91: /* FROZENSET */
 		if ((rc = pop_mark(k, &start, &n)))
 			return rc;
-		return push(k, mk_seq(k, PV_SET, k->stack + start, n));
+		return push(k, mk_seq(k, PV_SET, n ? k->stack + start : NULL, n));
 	case ']':
 		return push(k, mk(k, PV_LIST));
 	case '}':

@@ -3,6 +3,7 @@
 #include "rundir.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -275,7 +276,16 @@ const char *ckpt_run_latest(struct ckpt_run *r, char *buf, size_t n)
 
 	/* Megatron names the newest complete iteration */
 	snprintf(p, sizeof(p), "%s/latest_checkpointed_iteration.txt", r->root);
-	if ((f = fopen(p, "r"))) {
+	int fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);  /* a FIFO must not block */
+	struct stat sb;
+	if (fd >= 0 && (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	if (f) {
 		long long it;
 		if (fscanf(f, "%lld", &it) == 1)
 			want = it;

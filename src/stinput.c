@@ -3,6 +3,7 @@
 #include "stinput.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,20 +152,26 @@ static int add_entry(struct st_state *s, const char *label, uint32_t file, uint6
 	struct ckpt_tensor *t = tensor_for(s, name, dt, ndim, label, e);
 	if (!t)
 		return e->code;
-	for (int d = 0; d < ndim; d++)  /* global shape: the furthest extent of any shard */
+	for (int d = 0; d < ndim; d++) {  /* global shape: the furthest extent of any shard */
+		if (off[d] < 0 || off[d] > INT64_MAX - size[d])
+			return ckpt_err_set(e, -EOVERFLOW, "%s: tensor '%s': saved_offsets[%d] = %lld "
+					    "overflows with its shard size", label, name, d,
+					    (long long)off[d]);
 		if (off[d] + size[d] > t->shape[d])
 			t->shape[d] = off[d] + size[d];
+	}
 	if (numel == 0)
 		return 0;
-	for (size_t i = 0; i < t->nchunks; i++)
-		if (!memcmp(t->chunks[i].off, off, sizeof(int64_t) * (size_t)ndim) &&
-		    !memcmp(t->chunks[i].size, size, sizeof(int64_t) * (size_t)ndim))
-			return 0;  /* the same shard twice (replicated) */
-	struct ckpt_chunk *nc = realloc(t->chunks, (t->nchunks + 1) * sizeof(*nc));
-	if (!nc)
-		return ckpt_err_set(e, -ENOMEM, "out of memory");
-	t->chunks = nc;
-	struct ckpt_chunk *ch = &nc[t->nchunks++];
+	/* replicated shards appear twice: the catalogue drops identical chunks */
+	if (t->nchunks == t->chunks_cap) {
+		size_t cap = t->chunks_cap ? t->chunks_cap * 2 : 4;
+		struct ckpt_chunk *nc = realloc(t->chunks, cap * sizeof(*nc));
+		if (!nc)
+			return ckpt_err_set(e, -ENOMEM, "out of memory");
+		t->chunks = nc;
+		t->chunks_cap = cap;
+	}
+	struct ckpt_chunk *ch = &t->chunks[t->nchunks++];
 	memset(ch, 0, sizeof(*ch));
 	memcpy(ch->off, off, sizeof(off));
 	memcpy(ch->size, size, sizeof(int64_t) * CKPT_MAXDIM);

@@ -33,8 +33,8 @@ struct ckpt_tensor {
 	int ndim;
 	int64_t shape[CKPT_MAXDIM];
 	uint64_t numel, nbytes;
-	struct ckpt_chunk *chunks; /* non-empty chunks only, deduplicated */
-	size_t nchunks;
+	struct ckpt_chunk *chunks; /* non-empty chunks only, deduplicated, sorted by offset */
+	size_t nchunks, chunks_cap;
 	int holes;                /* chunks do not cover the tensor (allow_holes) */
 };
 

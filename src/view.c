@@ -287,7 +287,8 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 		ckpt_view_free(v);
 		return rc == -ENOMEM ? ckpt_err_set(e, rc, "out of memory") : rc;
 	}
-	qsort(v->t, v->n, sizeof(*v->t), cmp_vt);
+	if (v->n > 1)
+		qsort(v->t, v->n, sizeof(*v->t), cmp_vt);
 	return 0;
 oom:
 	rc = -ENOMEM;

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
@@ -53,6 +54,26 @@ FZ_FN void fz_cleanup(void)
 	fz_dir[0] = '\0';
 }
 
+/* Removes the scratch directories of harness processes that died without
+ * running their atexit handler (a crash, a timeout, an OOM kill). */
+FZ_FN void fz_reap_stale(const char *base)
+{
+	DIR *d = opendir(base);
+	struct dirent *de;
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		long pid;
+		char path[PATH_MAX];
+		if (sscanf(de->d_name, "ckptfs-fuzz-%ld-", &pid) != 1 || pid <= 0 ||
+		    (kill((pid_t)pid, 0) == -1 && errno != ESRCH) || kill((pid_t)pid, 0) == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+		nftw(path, fz_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	closedir(d);
+}
+
 /* Creates the private scratch directory once per process (in /dev/shm when
  * it exists: the harnesses write a file per input).  Aborts on failure. */
 FZ_FN const char *fz_scratch(void)
@@ -64,6 +85,7 @@ FZ_FN const char *fz_scratch(void)
 		struct stat sb;
 		if (!bases[i] || stat(bases[i], &sb) || !S_ISDIR(sb.st_mode) || access(bases[i], W_OK))
 			continue;
+		fz_reap_stale(bases[i]);
 		snprintf(fz_dir, sizeof(fz_dir), "%s/ckptfs-fuzz-%ld-XXXXXX", bases[i], (long)getpid());
 		if (mkdtemp(fz_dir)) {
 			atexit(fz_cleanup);
@@ -148,7 +170,8 @@ FZ_FN uint64_t fz_hash(const uint8_t *data, size_t size)
 }
 
 /* Options derived from the input (deterministic, so crashers replay): the
- * fuzzer reaches every combination by mutating any byte. */
+ * fuzzer reaches every combination by mutating any byte.  Mapping stays
+ * "auto" (rules chosen by the tensor names and the assets' config.json). */
 FZ_FN void fz_opts(const uint8_t *data, size_t size, struct ckpt_opts *o)
 {
 	static const uint64_t shard[] = { 1, 4096, 5000ull * 1000 * 1000, 64 << 10 };
@@ -159,6 +182,13 @@ FZ_FN void fz_opts(const uint8_t *data, size_t size, struct ckpt_opts *o)
 	o->keep_all = (int)((h >> 1) & 1);
 	o->max_shard_size = shard[(h >> 2) & 3];
 	o->cache_bytes = cache[(h >> 4) & 3];
+	/* served dtype: as stored, or converted on read (floating tensors) */
+	static const enum ckpt_dtype dts[] = { CKPT_DT_INVALID, CKPT_DT_INVALID, CKPT_DT_BF16,
+					       CKPT_DT_F16, CKPT_DT_F32, CKPT_DT_INVALID,
+					       CKPT_DT_INVALID, CKPT_DT_F32 };
+	o->dtype = dts[(h >> 6) & 7];
+	o->dtype_auto = ((h >> 6) & 7) == 5;  /* from the assets' config.json */
+	o->mapping_lax = (int)((h >> 9) & 1);
 }
 
 #define FZ_CHECK(cond, ...)                                                         \

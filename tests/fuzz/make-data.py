@@ -15,10 +15,12 @@ Data files written by torch, 2 gloo ranks on CPU:
   z/__0_0.distcp, z/__1_0.distcp  the same writer with _extensions=[ZStandard()]
                                   (stream.zstd/1 items), in a subdirectory
 and, when the shared fixtures are there, their data files under t113/,
-st113/ and fsdp1/ (torch 1.13 per-item files, 1.13 ShardedTensor, Lightning
-FSDP1 / torch 2.0).  Seeds: each .metadata (paths rewritten to those
+st113/, fsdp1/ and mc10/ (torch 1.13 per-item files, 1.13 ShardedTensor,
+Lightning FSDP1 / torch 2.0, Megatron-Core 0.10 TP=1: the mapping rules),
+plus a config.json and a tokenizer_config.json found as assets and
+Megatron's metadata.json.  Seeds: each .metadata (paths rewritten to those
 subdirectories, FRAME opcodes dropped) and one merged .metadata naming
-everything.  Small: about 60 KB in all."""
+everything.  Small: about 130 KB in all."""
 import os
 import pickle
 import pickletools
@@ -32,6 +34,23 @@ from datetime import timedelta
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data", "metadata")
 SEEDS = os.path.join(HERE, "corpus", "metadata")
+
+
+# A small Llama-style config: architectures and sizes for the mapping rules
+# (megatron-llama, torchtitan-llama), torch_dtype for dtype=auto.
+CONFIG = """{
+  "architectures": ["LlamaForCausalLM"],
+  "model_type": "llama",
+  "hidden_size": 4,
+  "intermediate_size": 8,
+  "num_attention_heads": 2,
+  "num_key_value_heads": 1,
+  "num_hidden_layers": 2,
+  "vocab_size": 5,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16"
+}
+"""
 
 
 def worker(rank, world, port, outa, outz):
@@ -123,7 +142,7 @@ def main():
     open(os.path.join(SEEDS, "seed-merged"), "wb").write(pickle.dumps(ma))
 
     for sub, fx in (("t113", "torch1.13-per-item-files"), ("st113", "torch1.13-shardedtensor-2ranks"),
-                    ("fsdp1", "lightning-fsdp1-torch2.0")):
+                    ("fsdp1", "lightning-fsdp1-torch2.0"), ("mc10", "megatron-core0.10-tp1")):
         src = os.path.join(fixtures, "dcp", fx)
         if not os.path.isdir(src):
             print(f"skipping {fx}: {src} is missing", file=sys.stderr)
@@ -137,6 +156,17 @@ def main():
                 paths[n] = f"{sub}/{n}"
         pk = rewrite(open(os.path.join(src, ".metadata"), "rb").read(), paths)
         open(os.path.join(SEEDS, f"seed-{sub}"), "wb").write(pk)
+    # assets found next to the weights: config.json (dtype=auto, mapping
+    # parameters, the dtype patch) and a tokenizer file served byte for byte
+    with open(os.path.join(DATA, "config.json"), "w") as f:
+        f.write(CONFIG)
+    # Megatron's marker file: lets the megatron-* mapping rules detect mc10
+    mj = os.path.join(fixtures, "dcp", "megatron-core0.10-tp1", "metadata.json")
+    if os.path.exists(mj):
+        shutil.copy(mj, DATA)
+        os.chmod(os.path.join(DATA, "metadata.json"), 0o644)
+    with open(os.path.join(DATA, "tokenizer_config.json"), "w") as f:
+        f.write('{"model_max_length": 64}\n')
     shutil.rmtree(tmp)
     for root, _, files in sorted(os.walk(DATA)):
         for n in sorted(files):

@@ -44,7 +44,7 @@ def put(harness, name, data):
 def clear(harness):
     for p in glob.glob(os.path.join(CORPUS, harness, "seed-*")):
         if harness == "metadata" and os.path.basename(p).split("-")[1] in (
-                "plain", "zstd", "merged", "t113", "st113", "fsdp1"):
+                "plain", "zstd", "merged", "t113", "st113", "fsdp1", "mc10"):
             continue  # written by make-data.py
         os.remove(p)
 
@@ -197,8 +197,11 @@ def main():
          ("g", "BOOL", [1], b"\1"), ("h", "F8_E4M3", [1], b"\6"), ("i", "F8_E5M2", [1], b"\7"),
          ("j", "U16", [1], b"\0\1"), ("k", "U32", [1], b"\0" * 4), ("l", "U64", [1], b"\0" * 8),
          ("m", "C64", [1], b"\0" * 8), ("n", "F16", [1], b"\0\x3c"), ("o", "F8_E8M0", [1], b"\x7f")]))
-    put("safetensors", "scalar-empty-padded", st_file(
-        [("s", "F32", [], f32(1.5)), ("z", "F32", [0, 4], b""), ("v", "F32", [3], f32(1, 2, 3))],
+    # (a zero-size tensor belongs here too, but it crashes ckptfs under UBSan
+    # until crashers/safetensors/zero-size-tensor-qsort-null is fixed, and a
+    # crashing seed would fail replay.sh: add ("z", "F32", [0, 4], b"") then)
+    put("safetensors", "scalar-padded", st_file(
+        [("s", "F32", [], f32(1.5)), ("v", "F32", [3], f32(1, 2, 3))],
         {"format": "pt"}, pad=37))
     put("safetensors", "holes", st_file(
         [("t", "F32", [1, 2], f32(1, 2))],

@@ -11,7 +11,11 @@
 # A summary line per harness (executions, cov, ft of the run and of the final
 # corpus, corpus files and bytes, artefacts) is printed at the end and appended to $WORK/summary.txt.
 #
-# Limits: -rss_limit_mb=2048 -timeout=10 (override with FUZZ_ARGS).
+# Limits: -rss_limit_mb=2048 -timeout=10 (override with FUZZ_ARGS); the merge
+# counts edges only (-use_counters=0, override with FUZZ_MERGE_ARGS), which
+# keeps the committed corpus small.  Inputs that crash the build under test
+# are left out of the merged corpus (libFuzzer skips them), so build the
+# binaries from the tree the corpus will be replayed against.
 # Two campaigns in parallel at most on a 2-core machine.
 set -eu
 bindir=${1:?usage: run-campaign.sh BINDIR SECONDS [HARNESS...]}
@@ -21,6 +25,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=${WORK:-/tmp/ckptfs-fuzz-work}
 [ $# -gt 0 ] || set -- pickle item metadata safetensors
 limits=${FUZZ_ARGS:--rss_limit_mb=2048 -timeout=10}
+# the merge keeps inputs that add edges (not hit counts): a small corpus
+merge_args=${FUZZ_MERGE_ARGS:--use_counters=0}
 
 for h in "$@"; do
 	bin=$bindir/fuzz-$h
@@ -43,7 +49,8 @@ for h in "$@"; do
 	rm -rf "$w/merged" && mkdir -p "$w/merged" "$w/rest"
 	cp "$corpus"/seed-* "$w/merged/" 2>/dev/null || true
 	find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' -exec cp {} "$w/rest/" \;
-	"$bin" $limits -merge=1 "$w/merged" "$w/rest" "$w/new" >"$w/merge.log" 2>&1 || {
+	"$bin" $limits $merge_args -merge=1 -artifact_prefix="$w/artifacts/" "$w/merged" "$w/rest" \
+		"$w/new" >"$w/merge.log" 2>&1 || {
 		echo "run-campaign: merge of $h failed, corpus left as it was (see $w/merge.log)" >&2
 		continue
 	}
@@ -51,7 +58,7 @@ for h in "$@"; do
 	find "$w/merged" -maxdepth 1 -type f ! -name 'seed-*' -exec cp {} "$corpus/" \;
 	rm -rf "$w/rest" "$w/new"
 	# coverage of the final corpus, as a plain run reports it
-	final=$("$bin" $limits -runs=0 "$corpus" 2>&1 | grep -E '^#[0-9]+ *INITED' | sed 's/.*INITED //') || final=?
+	final=$("$bin" $limits -runs=0 -artifact_prefix="$w/artifacts/" "$corpus" 2>&1 | grep -E '^#[0-9]+[[:space:]]+INITED' | sed 's/.*INITED //') || final=?
 	files=$(find "$corpus" -type f | wc -l)
 	bytes=$(find "$corpus" -type f -exec cat {} + | wc -c)
 	arts=$(find "$w/artifacts" -type f | wc -l)
