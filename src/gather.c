@@ -32,6 +32,16 @@ static uint64_t hole_run(const struct ckpt_tensor *t, const int64_t *idx)
 	return (uint64_t)(end - idx[last]);
 }
 
+/* C-order strides of t's global shape, in elements. */
+static void c_strides(const struct ckpt_tensor *t, uint64_t *gstride)
+{
+	uint64_t s = 1;
+	for (int d = t->ndim - 1; d >= 0; d--) {
+		gstride[d] = s;
+		s *= (uint64_t)t->shape[d];
+	}
+}
+
 int ckpt_gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint64_t first,
 		      uint64_t n, uint8_t *dst, struct ckpt_err *e)
 {
@@ -41,15 +51,11 @@ int ckpt_gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint
 	size_t hint = 0;
 	int rc;
 
-	uint64_t s = 1;
 	if (first > t->numel || n > t->numel - first)
 		return ckpt_err_set(e, -EINVAL, "tensor '%s': elements %llu+%llu lie beyond its %llu",
 				    t->name, (unsigned long long)first, (unsigned long long)n,
 				    (unsigned long long)t->numel);
-	for (int d = t->ndim - 1; d >= 0; d--) {
-		gstride[d] = s;
-		s *= (uint64_t)t->shape[d];
-	}
+	c_strides(t, gstride);
 	while (p < end) {
 		uint64_t rem = p;
 		for (int d = 0; d < t->ndim; d++) {
@@ -105,17 +111,14 @@ int ckpt_gather_box(struct ckpt_chunkio *io, const struct ckpt_segment *sg, uint
 {
 	const struct ckpt_tensor *t = sg->src;
 	size_t es = ckpt_dtype_size(t->dtype);
-	uint64_t gstride[CKPT_MAXDIM], s = 1, run = 1;
+	uint64_t gstride[CKPT_MAXDIM], run = 1;
 	int k, rc;
 
 	if (first > sg->numel || n > sg->numel - first)
 		return ckpt_err_set(e, -EINVAL, "segment of '%s': elements %llu+%llu lie beyond its %llu",
 				    t->name, (unsigned long long)first, (unsigned long long)n,
 				    (unsigned long long)sg->numel);
-	for (int d = t->ndim - 1; d >= 0; d--) {
-		gstride[d] = s;
-		s *= (uint64_t)t->shape[d];
-	}
+	c_strides(t, gstride);
 	/* the box is a sequence of runs contiguous in the source: dims after k
 	 * are full, dim k is partial (or k < 0: the whole tensor) */
 	for (k = t->ndim - 1; k >= 0 && sg->lo[k] == 0 && sg->hi[k] == t->shape[k]; k--)

@@ -260,6 +260,20 @@ int ckpt_mapping_priority(const struct ckpt_mapping *m)
 	return (int)json_integer_value(json_object_get(m->root, "priority"));
 }
 
+/* Whether regex (a JSON string) matches at least one of names; a bad regex
+ * matches nothing. */
+static int some_name_matches(json_t *regex, char *const *names, size_t n)
+{
+	regex_t re;
+	int found = 0;
+	if (!json_is_string(regex) || regcomp(&re, json_string_value(regex), REG_EXTENDED | REG_NOSUB))
+		return 0;
+	for (size_t k = 0; k < n && !found; k++)
+		found = regexec(&re, names[k], 0, NULL, 0) == 0;
+	regfree(&re);
+	return found;
+}
+
 int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const *src,
 			char *const *names, size_t n, const char *ckpt_dir)
 {
@@ -269,28 +283,14 @@ int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const 
 
 	if (!d)
 		return 0;  /* only by -o mapping=FILE */
-	json_array_foreach(json_object_get(d, "keys"), i, v) {
-		regex_t re;
-		int found = 0;
-		if (!json_is_string(v) || regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB))
-			return 0;
-		for (k = 0; k < n && !found; k++)
-			found = regexec(&re, names[k], 0, NULL, 0) == 0;
-		regfree(&re);
-		if (!found)
-			return 0;
-	}
+	json_array_foreach(json_object_get(d, "keys"), i, v)
+		if (!some_name_matches(v, names, n))
+			return 0;  /* every "keys" regex must match some name */
 	json_t *any = json_object_get(d, "keys_any");
 	if (any) {
 		int found = 0;
-		json_array_foreach(any, i, v) {
-			regex_t re;
-			if (!json_is_string(v) || regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB))
-				return 0;
-			for (k = 0; k < n && !found; k++)
-				found = regexec(&re, names[k], 0, NULL, 0) == 0;
-			regfree(&re);
-		}
+		json_array_foreach(any, i, v)
+			found |= some_name_matches(v, names, n);
 		if (!found)
 			return 0;
 	}
