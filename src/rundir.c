@@ -121,14 +121,26 @@ int ckpt_run_detect(const char *dir)
 
 /* Adds steps not seen before; existing ones that became complete are
  * updated.  Locked. */
+static int has_manifest(const char *root, const char *name)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/%s/checkpoint_manifest.json", root, name);
+	return access(p, F_OK) == 0;
+}
+
 static void scan(struct ckpt_run *r)
 {
 	char **names;
 	size_t n;
+	int manifests = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &r->scanned);
 	if (ckpt_dir_list(r->root, NULL, &names, &n))
 		return;
+	/* a run whose steps carry VeOmni's completion marker: a step without one
+	 * is still being written */
+	for (size_t i = 0; i < n && !manifests; i++)
+		manifests = is_subdir(r->root, names[i]) && has_manifest(r->root, names[i]);
 	for (size_t i = 0; i < n; i++) {
 		if (!is_subdir(r->root, names[i]))
 			continue;
@@ -138,6 +150,11 @@ static void scan(struct ckpt_run *r)
 		if (k < r->n && r->s[k].ckpt)
 			continue;  /* known and complete: never changes */
 		char *why = NULL, *c = locate(r->root, names[i], &why);
+		if (c && manifests && !has_manifest(r->root, names[i])) {
+			free(c);
+			c = NULL;
+			why = strdup("incomplete save: no checkpoint_manifest.json yet");
+		}
 		if (k == r->n) {
 			if (!c && (!why || strcmp(why, "no checkpoint inside") == 0)) {
 				free(why);  /* unrelated directories (logs, tensorboard) */

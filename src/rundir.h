@@ -3,7 +3,9 @@
  * Each complete step (a directory holding a checkpoint, directly or at a
  * known inner path: model/ckpt (VeOmni), model (AutoModel), ckpt, checkpoint)
  * becomes one engine, opened on first use.  Incomplete saves (no .metadata,
- * only .metadata.tmp) are hidden, with the reason kept for inspect.  The
+ * only .metadata.tmp; or, in a run whose steps carry VeOmni's
+ * checkpoint_manifest.json, a step without one) are hidden, with the reason
+ * kept for inspect.  The
  * root is rescanned on demand, so steps saved while mounted appear; step
  * indices never change, so inode numbers stay stable.  Thread-safe: every
  * function takes the run's lock. */

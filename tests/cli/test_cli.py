@@ -107,6 +107,16 @@ def main():
                                               {"match": "^(.*)$", "out": "{$1}"}]})
         r = run("inspect", src, "-o", f"mapping={split}")
         ok(r.returncode == 1 and "out of range" in r.stderr, f"an impossible split is refused ({r.stderr.strip()[:120]})")
+    with tempfile.TemporaryDirectory(prefix="ckptfs-run-") as tmp:
+        for step in ("global_step_10", "global_step_20"):
+            shutil.copytree(src, os.path.join(tmp, step, "model", "ckpt"))
+        open(os.path.join(tmp, "global_step_10", "checkpoint_manifest.json"), "w").close()
+        r = run("inspect", tmp)
+        ok(r.returncode == 0 and "global_step_10" in r.stdout and "10 tensors" in r.stdout and
+           "no checkpoint_manifest.json" in r.stdout and "latest: global_step_10" in r.stdout,
+           "run root: a VeOmni step without its completion marker is hidden")
+        r = run("export", tmp, os.path.join(tmp, "out"))
+        ok(r.returncode == 2 and "run root" in r.stderr, "export of a run root asks for one step")
     r = run("inspect", os.path.join(FIX, "dcp", "megatron-core0.9-tp2"),
             "--explain=decoder.layers.1.self_attention.linear_qkv.weight")
     ok(r.returncode == 0 and "mapping: megatron-layers" in r.stdout and
