@@ -509,7 +509,13 @@ static int make_output(struct env *env, struct ckpt_view *v, const struct mrule 
 			goto out;
 		}
 	}
-	if ((rc = render(env, json_string_value(json_object_get(o, "out")), name, sizeof(name))))
+	const char *tmpl = json_string_value(json_object_get(o, "out"));
+	if (!tmpl) {
+		rc = ckpt_err_set(env->e, -EINVAL, "%s: an output for '%s' has no \"out\" name template",
+				  env->m->path, env->name);
+		goto out;
+	}
+	if ((rc = render(env, tmpl, name, sizeof(name))))
 		goto out;
 	struct ckpt_vtensor *vt = ckpt_view_add(v, name, src->dtype, ps.ndim, ps.shape);
 	if (!vt) {

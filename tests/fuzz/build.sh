@@ -1,6 +1,6 @@
 #!/bin/sh
 # build.sh OUTDIR - builds the libFuzzer harnesses (every tests/fuzz/fuzz-*.c:
-# fuzz-pickle, fuzz-item, fuzz-metadata, fuzz-safetensors) with clang,
+# fuzz-pickle, fuzz-item, fuzz-metadata, fuzz-safetensors, fuzz-mapping) with clang,
 # libFuzzer, ASan and UBSan into OUTDIR.
 #
 #   CC              the clang to use (default: clang)
