@@ -244,47 +244,10 @@ def _veomni_native(sd, cfg):
 
 @pytest.mark.parametrize("kind", ["llama", "qwen3moe"])
 def test_veomni_to_hf(kind, e2e_env, e2e_tmp, mount, ckptfs_bin):
-    import torch
-    from safetensors import safe_open
-    from transformers import AutoModelForCausalLM
     model, cfg, ref, sd = _hf(kind, e2e_tmp, f"veomni-{kind}")
     ckpt = e2e_tmp / f"veomni-{kind}"
     _save_dcp(_veomni_native(sd, cfg), ckpt)
-    r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt), "-o", f"assets={ref}"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and "mapping: veomni" in r.stdout, r.stdout + r.stderr
-    with mount(ckpt, e2e_tmp / f"mnt-veomni-{kind}", f"assets={ref}") as m:
-        served = {}
-        for f in sorted(m.glob("*.safetensors")):
-            with safe_open(str(f), framework="pt") as s:
-                for k in s.keys():
-                    served[k] = s.get_tensor(k).clone()
-        loaded = AutoModelForCausalLM.from_pretrained(str(m))
-        x = torch.arange(16).reshape(2, 8) % loaded.config.vocab_size
-        with torch.no_grad():
-            got = loaded(x).logits.clone()
-        del loaded
-        gc.collect()
-    expected = {}
-    for k, v in sd.items():  # the model's fused experts, as per-expert HF keys
-        if k.endswith(".mlp.experts.gate_up_proj"):
-            i = v.shape[1] // 2
-            for e in range(v.shape[0]):
-                expected[k.replace("gate_up_proj", f"{e}.gate_proj.weight")] = v[e, :i]
-                expected[k.replace("gate_up_proj", f"{e}.up_proj.weight")] = v[e, i:]
-        elif k.endswith(".mlp.experts.down_proj"):
-            for e in range(v.shape[0]):
-                expected[k.replace("down_proj", f"{e}.down_proj.weight")] = v[e]
-        else:
-            expected[k] = v
-    assert set(served) == set(expected), sorted(set(served) ^ set(expected))
-    for k, t in served.items():
-        assert torch.equal(t, expected[k]), f"{k} differs from the HF model"
-    ref_model = AutoModelForCausalLM.from_pretrained(str(ref))
-    with torch.no_grad():
-        want_logits = ref_model(x).logits
-    assert torch.equal(got, want_logits), "logits differ from the HF model's"
-
+    _check_mount(mount, ckpt, ref, sd, e2e_tmp, f"veomni-{kind}", "veomni", ckptfs_bin)
 
 def test_mirrors_base_model_split(e2e_env, e2e_tmp, mount, ckptfs_bin):
     """With a base model directory holding model.safetensors.index.json as
