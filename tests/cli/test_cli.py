@@ -88,6 +88,23 @@ def main():
         r = run("inspect", src, "-o", f"mapping={mine}", "--tensors")
         ok(r.returncode == 0 and "renamed.row.weight" in r.stdout and "renamed.col.weight" in r.stdout
            and "  tr " in r.stdout, "a user rule file renames with captures (-o mapping=FILE)")
+        arith = rules("arith.json", {"rules": [
+            {"match": "^lst\\.([0-9]+)$", "out": "shifted.{$1 * 10 + 3}"},
+            {"match": "^w_one$", "out": "one_squeezed", "ops": [{"op": "squeeze"}], "shape": [4]},
+            {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={arith}", "--tensors")
+        ok(r.returncode == 0 and "shifted.3 " in r.stdout and "shifted.13 " in r.stdout and
+           "one_squeezed  BF16 [4]" in r.stdout,
+           "templates do arithmetic on captures; squeeze drops size-1 dims")
+        sys.path.insert(0, os.path.join(REPO, "tests", "golden"))
+        import dcp_ref
+        a, b = os.path.join(tmp, "exp-a"), os.path.join(tmp, "exp-b")
+        run("export", "-q", src, a, "-o", f"mapping={arith}")
+        run("export", "-q", src, b)
+        _, ta = dcp_ref.read_safetensors(os.path.join(a, "model.safetensors"))
+        _, tb = dcp_ref.read_safetensors(os.path.join(b, "model.safetensors"))
+        ok(ta["one_squeezed"][2] == tb["w_one"][2] and ta["shifted.13"][2] == tb["lst.1"][2],
+           "renamed and squeezed tensors serve the same bytes")
         partial = rules("partial.json", {"rules": [{"match": "^w_row$", "out": "row"}]})
         r = run("inspect", src, "-o", f"mapping={partial}")
         ok(r.returncode == 1 and "matched by no rule" in r.stderr and "mapping_strict=0" in r.stderr,
