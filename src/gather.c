@@ -3,6 +3,7 @@
 #include "gather.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int chunk_has(const struct ckpt_tensor *t, const struct ckpt_chunk *ch, const int64_t *idx)
@@ -106,6 +107,41 @@ int ckpt_gather_elems(struct ckpt_chunkio *io, const struct ckpt_tensor *t, uint
 	return 0;
 }
 
+/* A transposed box: output element x is source (.., r, c) with c = x / R and
+ * r = x % R, R the box's row count.  Whole source column blocks are gathered
+ * (a plain box) and picked from, so memory stays bounded by the block. */
+static int gather_transposed(struct ckpt_chunkio *io, const struct ckpt_segment *sg,
+			     uint64_t first, uint64_t n, uint8_t *dst, struct ckpt_err *e)
+{
+	const struct ckpt_tensor *t = sg->src;
+	size_t es = ckpt_dtype_size(t->dtype);
+	int d1 = t->ndim - 2, d2 = t->ndim - 1;
+	uint64_t R = (uint64_t)(sg->hi[d1] - sg->lo[d1]), end = first + n;
+	uint64_t kmax = R >= 65536 ? 1 : 65536 / (R ? R : 1);
+	uint8_t *tmp = malloc(R * kmax * es + 1);
+	int rc = 0;
+
+	if (!tmp)
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	for (uint64_t x = first; x < end && !rc;) {
+		uint64_t c0 = x / R, c1 = (end - 1) / R + 1;
+		uint64_t k = c1 - c0 < kmax ? c1 - c0 : kmax;
+		struct ckpt_segment sub = *sg;
+		sub.transpose = 0;
+		sub.lo[d2] = sg->lo[d2] + (int64_t)c0;
+		sub.hi[d2] = sub.lo[d2] + (int64_t)k;
+		sub.numel = R * k;
+		if ((rc = ckpt_gather_box(io, &sub, 0, sub.numel, tmp, e)))
+			break;
+		for (; x < end && x < (c0 + k) * R; x++) {
+			uint64_t c = x / R - c0, r = x % R;
+			memcpy(dst + (x - first) * es, tmp + (r * k + c) * es, es);
+		}
+	}
+	free(tmp);
+	return rc;
+}
+
 int ckpt_gather_box(struct ckpt_chunkio *io, const struct ckpt_segment *sg, uint64_t first,
 		    uint64_t n, uint8_t *dst, struct ckpt_err *e)
 {
@@ -118,6 +154,8 @@ int ckpt_gather_box(struct ckpt_chunkio *io, const struct ckpt_segment *sg, uint
 		return ckpt_err_set(e, -EINVAL, "segment of '%s': elements %llu+%llu lie beyond its %llu",
 				    t->name, (unsigned long long)first, (unsigned long long)n,
 				    (unsigned long long)sg->numel);
+	if (sg->transpose && t->ndim >= 2)
+		return gather_transposed(io, sg, first, n, dst, e);
 	c_strides(t, gstride);
 	/* the box is a sequence of runs contiguous in the source: dims after k
 	 * are full, dim k is partial (or k < 0: the whole tensor) */

@@ -30,7 +30,8 @@ static void explain(FILE *fp, const struct ckpt_vtensor *t)
 			k += (size_t)snprintf(box + k, sizeof(box) - k, "%s%lld:%lld", d ? ", " : "",
 					      (long long)s->lo[d], (long long)s->hi[d]);
 		if (j - i == 1)
-			ckpt_print_line(fp, "      %s[%s]", s->src->name, box);
+			ckpt_print_line(fp, "      %s[%s]%s", s->src->name, box,
+					s->transpose ? " transposed" : "");
 		else
 			ckpt_print_line(fp, "      %s[%s] and %zu more boxes of it (%s)", s->src->name, box,
 					j - i - 1, "row groups or a row permutation");

@@ -330,6 +330,7 @@ struct piece_set {
 	int64_t (*hi)[CKPT_MAXDIM];
 	size_t n, cap;
 	int split;                     /* pieces were split: only squeeze may follow */
+	int transpose;                 /* the last two logical dims are swapped */
 };
 
 static int ps_push(struct piece_set *ps, const int64_t *lo, const int64_t *hi)
@@ -372,9 +373,25 @@ static int op_apply(struct env *env, struct piece_set *ps, json_t *op, size_t id
 		ps->ndim = nd;
 		return 0;
 	}
-	if (ps->split)
-		return OPFAIL("%s: op '%s' after a split of '%s': only squeeze may follow groups or rope",
+	if (ps->split || ps->transpose)
+		return OPFAIL("%s: op '%s' after a split or transpose of '%s': only squeeze may follow",
 			      path, kind, env->name);
+	if (!strcmp(kind, "transpose")) {
+		/* an element transpose of the last two dims; the others must be 1 */
+		if (ps->ndim < 2)
+			return OPFAIL("%s: transpose of '%s', which has fewer than 2 dims", path, env->name);
+		for (int i = 0; i < ps->ndim - 2; i++)
+			if (ps->shape[i] != 1)
+				return OPFAIL("%s: transpose of '%s': only the last two dims may exceed 1 "
+					      "(squeeze or unstack the others first)", path, env->name);
+		if (ps->map[ps->ndim - 2] != ps->src->ndim - 2 || ps->map[ps->ndim - 1] != ps->src->ndim - 1)
+			return OPFAIL("%s: transpose of '%s' must act on its last two dims", path, env->name);
+		int64_t tmp = ps->shape[ps->ndim - 1];
+		ps->shape[ps->ndim - 1] = ps->shape[ps->ndim - 2];
+		ps->shape[ps->ndim - 2] = tmp;
+		ps->transpose = 1;
+		return 0;
+	}
 	if (!strcmp(kind, "slice")) {
 		json_t *dj = json_object_get(op, "dim");
 		int dim = json_is_integer(dj) ? (int)json_integer_value(dj) : 0;
@@ -443,7 +460,7 @@ static int op_apply(struct env *env, struct piece_set *ps, json_t *op, size_t id
 		}
 		return 0;
 	}
-	return OPFAIL("%s: unknown op '%s' (slice, groups, rope, squeeze)", path, kind);
+	return OPFAIL("%s: unknown op '%s' (slice, groups, rope, transpose, squeeze)", path, kind);
 }
 
 /* Makes one output of rule r from src at the current unstack indices. */
@@ -523,7 +540,8 @@ static int make_output(struct env *env, struct ckpt_view *v, const struct mrule 
 		goto out;
 	}
 	for (size_t k = 0; k < ps.n && !rc; k++)
-		rc = ckpt_vtensor_add_box(vt, src, ps.lo[k], ps.hi[k]);
+		if (!(rc = ckpt_vtensor_add_box(vt, src, ps.lo[k], ps.hi[k])))
+			vt->seg[vt->nseg - 1].transpose = ps.transpose;
 	if (rc)
 		ckpt_err_set(env->e, rc, "%s: '%s': a box leaves the source tensor", env->m->path, env->name);
 out:

@@ -5,7 +5,7 @@
  * tensor or makes one or more output tensors from it: optionally unstacking
  * leading axes (Megatron's layer and expert axes), then applying ops that
  * select boxes of the source (slice, groups for GQA-interleaved QKV, rope for
- * the Llama RoPE row permutation, squeeze).  Names are templates with
+ * the Llama RoPE row permutation, squeeze) or transpose the last two dims.  Names are templates with
  * {expressions} over captures ($1), unstack variables and config params.
  * Parameters come from the assets' config.json.  Every source tensor must be
  * consumed or dropped by some rule (unless mapping_strict=0), and declared
@@ -23,6 +23,7 @@
  *   ops: {"op": "slice", "dim": 0, "start": "expr", "stop": "expr"}
  *        {"op": "groups", "count": "expr", "stride": "expr", "offset": "expr", "size": "expr"}
  *        {"op": "rope", "heads": "expr"}
+ *        {"op": "transpose"}   (an element transpose of the last two dims)
  *        {"op": "squeeze"}
  */
 #ifndef CKPT_MAPPING_H

@@ -17,6 +17,7 @@ struct ckpt_segment {
 	struct ckpt_tensor *src;
 	int64_t lo[CKPT_MAXDIM], hi[CKPT_MAXDIM];  /* the box, in source coordinates */
 	uint64_t numel;
+	int transpose;  /* serve the box's last two dims swapped (the others have extent 1) */
 };
 
 struct ckpt_vtensor {

@@ -105,6 +105,23 @@ def main():
         _, tb = dcp_ref.read_safetensors(os.path.join(b, "model.safetensors"))
         ok(ta["one_squeezed"][2] == tb["w_one"][2] and ta["shifted.13"][2] == tb["lst.1"][2],
            "renamed and squeezed tensors serve the same bytes")
+        tr = rules("transpose.json", {"rules": [
+            {"match": "^(w_row|w_col|tr)$", "out": "{$1}.T", "ops": [{"op": "transpose"}]},
+            {"match": "^(.*)$", "out": "{$1}"}]})
+        c = os.path.join(tmp, "exp-t")
+        r = run("export", "-q", src, c, "-o", f"mapping={tr}")
+        _, tc = dcp_ref.read_safetensors(os.path.join(c, "model.safetensors")) if r.returncode == 0 else (0, {})
+
+        def transposed(entry):
+            dt, shape, data = entry
+            es = len(data) // (shape[0] * shape[1])
+            rows, cols = shape
+            return b"".join(data[(r_ * cols + c_) * es:(r_ * cols + c_ + 1) * es]
+                            for c_ in range(cols) for r_ in range(rows))
+        good = r.returncode == 0 and all(
+            tc[f"{k}.T"][1] == tuple(reversed(tb[k][1])) and tc[f"{k}.T"][2] == transposed(tb[k])
+            for k in ("w_row", "w_col", "tr"))
+        ok(good, f"transpose serves the element transpose (row chunks, column chunks, strided item) ({r.stderr.strip()})")
         partial = rules("partial.json", {"rules": [{"match": "^w_row$", "out": "row"}]})
         r = run("inspect", src, "-o", f"mapping={partial}")
         ok(r.returncode == 1 and "matched by no rule" in r.stderr and "mapping_strict=0" in r.stderr,

@@ -160,6 +160,32 @@ static void check_boxes(struct ckpt_chunkio *io, struct ckpt_tensor *t, const ui
 	}
 	if (t->ndim > 0)
 		ok(!bad, "%s: 40 random pairs of boxes served as one tensor match", name);
+	if (t->ndim != 2)
+		return;
+	/* the element transpose of the whole tensor, over random byte ranges */
+	int64_t R = t->shape[0], C = t->shape[1], tshape[2] = { C, R };
+	uint8_t *exp = malloc(t->nbytes + 16), *got = malloc(t->nbytes + 16);
+	for (int64_t c = 0; c < C; c++)
+		for (int64_t r = 0; r < R; r++)
+			memcpy(exp + (uint64_t)(c * R + r) * es, want + (uint64_t)(r * C + c) * es, es);
+	struct ckpt_view view = { 0 };
+	struct ckpt_vtensor *vt = ckpt_view_add(&view, "T", t->dtype, 2, tshape);
+	ckpt_vtensor_add_box(vt, t, NULL, NULL);
+	vt->seg[0].transpose = 1;
+	bad = 0;
+	for (int r = 0; r < 100 && !bad; r++) {
+		struct ckpt_err e = { 0 };
+		seed = seed * 1103515245u + 12345u;
+		uint64_t off = (seed >> 8) % vt->nbytes;
+		seed = seed * 1103515245u + 12345u;
+		uint64_t len = (seed >> 8) % (vt->nbytes - off + 1);
+		if (ckpt_serve(io, vt, off, len, got, &e) || memcmp(got, exp + off, len))
+			bad = 1;
+	}
+	ok(!bad, "%s: transposed, 100 random byte ranges match", name);
+	ckpt_view_free(&view);
+	free(exp);
+	free(got);
 }
 
 static void run_case(const char *name, enum ckpt_dtype dt, int ndim, const int64_t *shape,
