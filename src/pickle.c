@@ -57,103 +57,6 @@ void ckpt_pickle_free(struct ckpt_pickle *p)
 	p->root = NULL;
 }
 
-/* ---- whitelist ---- */
-
-static const struct {
-	const char *module, *name;
-	enum pc_id id;
-} whitelist[] = {
-	{ "torch.distributed.checkpoint.metadata", "Metadata", PC_METADATA },
-	{ "torch.distributed.checkpoint.metadata", "TensorStorageMetadata", PC_TENSOR_STORAGE_MD },
-	{ "torch.distributed.checkpoint.metadata", "BytesStorageMetadata", PC_BYTES_STORAGE_MD },
-	{ "torch.distributed.checkpoint.metadata", "ChunkStorageMetadata", PC_CHUNK_MD },
-	{ "torch.distributed.checkpoint.metadata", "MetadataIndex", PC_METADATA_INDEX },
-	{ "torch.distributed.checkpoint.metadata", "TensorProperties", PC_TENSOR_PROPERTIES },
-	{ "torch.distributed.checkpoint.metadata", "_MEM_FORMAT_ENCODING", PC_MEM_FORMAT_ENUM },
-	{ "torch.distributed.checkpoint.metadata", "MEM_FORMAT_ENCODING", PC_MEM_FORMAT_ENUM },
-	{ "torch.distributed.checkpoint.metadata", "StorageMeta", PC_STORAGE_META },
-	{ "torch.distributed._shard.sharded_tensor.metadata", "TensorProperties", PC_TENSOR_PROPERTIES },
-	{ "torch.distributed._shard.sharded_tensor.metadata", "MEM_FORMAT_ENCODING", PC_MEM_FORMAT_ENUM },
-	{ "torch.distributed._shard.sharded_tensor.metadata", "_MEM_FORMAT_ENCODING", PC_MEM_FORMAT_ENUM },
-	{ "torch.distributed.checkpoint.filesystem", "_StorageInfo", PC_STORAGE_INFO },
-	{ "torch.distributed.checkpoint.planner", "WriteItem", PC_PLANNER_CLASS },
-	{ "torch.distributed.checkpoint.planner", "TensorWriteData", PC_PLANNER_CLASS },
-	{ "torch.distributed.checkpoint.planner", "SavePlan", PC_PLANNER_CLASS },
-	{ "torch.distributed.checkpoint.planner", "WriteItemType", PC_ENUM_OTHER },
-	{ "megatron.core.dist_checkpointing.strategies.torch", "MCoreMetadata", PC_METADATA },
-	{ "megatron.core.dist_checkpointing.strategies.torch", "MCoreSavePlan", PC_MCORE_SAVE_PLAN },
-	{ "torch", "Size", PC_TORCH_SIZE },
-	{ "torch", "UntypedStorage", PC_UNTYPED_STORAGE },
-	{ "torch.storage", "UntypedStorage", PC_UNTYPED_STORAGE },
-	{ "torch.serialization", "_get_layout", PC_GET_LAYOUT },
-	{ "torch._utils", "_rebuild_tensor_v2", PC_REBUILD_V2 },
-	{ "torch._utils", "_rebuild_tensor_v3", PC_REBUILD_V3 },
-	{ "torch._utils", "_rebuild_tensor", PC_REBUILD_TENSOR },
-	{ "torch._utils", "_rebuild_parameter", PC_REBUILD_PARAMETER },
-	{ "torch._tensor", "_rebuild_from_type_v2", PC_REBUILD_FROM_TYPE_V2 },
-	{ "collections", "OrderedDict", PC_ORDERED_DICT },
-	{ "builtins", "getattr", PC_GETATTR },
-	{ "pathlib", "PosixPath", PC_PATH },
-	{ "pathlib", "WindowsPath", PC_PATH },
-	{ "pathlib", "PurePosixPath", PC_PATH },
-	{ "pathlib", "PureWindowsPath", PC_PATH },
-	{ "pathlib._local", "PosixPath", PC_PATH },
-	{ "pathlib._local", "WindowsPath", PC_PATH },
-	{ "pathlib._local", "PurePosixPath", PC_PATH },
-	{ "pathlib._local", "PureWindowsPath", PC_PATH },
-};
-
-static const char *const quantized_storages[] = {
-	"QInt8Storage", "QUInt8Storage", "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage",
-};
-
-/* Resolves (module, name) to a whitelisted global; returns 0 or -EPERM. */
-static int resolve_global(const char *module, const char *name, struct pv *g)
-{
-	static const char alias[] = "torch.distributed._shard.checkpoint";
-	char folded[256];
-
-	if (strncmp(module, alias, sizeof(alias) - 1) == 0 &&
-	    (module[sizeof(alias) - 1] == '.' || module[sizeof(alias) - 1] == '\0')) {
-		snprintf(folded, sizeof(folded), "torch.distributed.checkpoint%s",
-			 module + sizeof(alias) - 1);
-		module = folded;
-	}
-	g->u.g.aux = CKPT_DT_INVALID;
-	for (size_t i = 0; i < sizeof(whitelist) / sizeof(whitelist[0]); i++) {
-		if (strcmp(whitelist[i].module, module) == 0 &&
-		    strcmp(whitelist[i].name, name) == 0) {
-			g->u.g.id = whitelist[i].id;
-			g->u.g.module = whitelist[i].module;
-			g->u.g.name = whitelist[i].name;
-			return 0;
-		}
-	}
-	if (strcmp(module, "torch") != 0)
-		return -EPERM;
-	g->u.g.module = "torch";
-	g->u.g.name = name;  /* points into the caller's arena copy */
-	enum ckpt_dtype dt = ckpt_dtype_from_torch(name);
-	if (dt != CKPT_DT_INVALID) {
-		g->u.g.id = PC_TORCH_DTYPE;
-		g->u.g.aux = dt;
-		return 0;
-	}
-	dt = ckpt_dtype_from_storage(name);
-	if (dt != CKPT_DT_INVALID) {
-		g->u.g.id = PC_TORCH_STORAGE;
-		g->u.g.aux = dt;
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(quantized_storages) / sizeof(quantized_storages[0]); i++) {
-		if (strcmp(name, quantized_storages[i]) == 0) {
-			g->u.g.id = PC_TORCH_STORAGE;  /* aux stays invalid: refused later */
-			return 0;
-		}
-	}
-	return -EPERM;
-}
-
 /* ---- the machine ---- */
 
 struct pk {
@@ -330,7 +233,7 @@ static int op_global(struct pk *k, const char *module, size_t mlen, const char *
 	m[mlen] = '\0';
 	memcpy(n, name, nlen);
 	n[nlen] = '\0';
-	if (memchr(m, '\0', mlen) || memchr(n, '\0', nlen) || resolve_global(m, n, g) != 0)
+	if (memchr(m, '\0', mlen) || memchr(n, '\0', nlen) || ckpt__pickle_resolve(m, n, g) != 0)
 		return ckpt_err_set(k->e, -EPERM,
 				    "%s: byte %llu: class %s.%s is outside the whitelist of classes "
 				    "a checkpoint may reference; refusing to read it",
@@ -750,70 +653,3 @@ int ckpt_pickle_parse(struct ckpt_pickle *p, const uint8_t *buf, size_t len,
 	return rc;
 }
 
-/* ---- tree accessors ---- */
-
-const char *pv_kind_name(enum pv_kind kind)
-{
-	static const char *const names[] = {
-		"None", "bool", "int", "float", "str", "bytes", "tuple", "list", "dict",
-		"set", "global", "object", "persistent id", "mark",
-	};
-	return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
-}
-
-struct pv *pv_dict_get(const struct pv *d, const char *key)
-{
-	if (!d || d->kind != PV_DICT)
-		return NULL;
-	size_t kl = strlen(key);
-	for (size_t i = 0; i + 1 < d->u.seq.n; i += 2) {
-		const struct pv *kv = d->u.seq.v[i];
-		if (kv->kind == PV_STR && kv->u.str.len == kl && memcmp(kv->u.str.s, key, kl) == 0)
-			return d->u.seq.v[i + 1];
-	}
-	return NULL;
-}
-
-int pv_is_obj(const struct pv *v, enum pc_id id)
-{
-	return v && v->kind == PV_OBJ && v->u.obj.cls->u.g.id == id;
-}
-
-struct pv *pv_obj_state(const struct pv *v)
-{
-	return v && v->kind == PV_OBJ ? v->u.obj.state : NULL;
-}
-
-int pv_get_int(const struct pv *v, int64_t *out)
-{
-	if (!v || (v->kind != PV_INT && v->kind != PV_BOOL))
-		return -EINVAL;
-	*out = v->kind == PV_INT ? v->u.i : v->u.b;
-	return 0;
-}
-
-int pv_get_str(const struct pv *v, const char **out)
-{
-	/* a NUL inside would silently cut the string short in C */
-	if (!v || v->kind != PV_STR || strlen(v->u.str.s) != v->u.str.len)
-		return -EINVAL;
-	*out = v->u.str.s;
-	return 0;
-}
-
-int pv_get_shape(const struct pv *v, int64_t *dims, int max, int *ndim)
-{
-	if (pv_is_obj(v, PC_TORCH_SIZE)) {
-		const struct pv *args = v->u.obj.args;
-		if (args->u.seq.n != 1)
-			return -EINVAL;
-		v = args->u.seq.v[0];
-	}
-	if (!v || (v->kind != PV_TUPLE && v->kind != PV_LIST) || v->u.seq.n > (size_t)max)
-		return -EINVAL;
-	for (size_t i = 0; i < v->u.seq.n; i++)
-		if (pv_get_int(v->u.seq.v[i], &dims[i]) || dims[i] < 0)
-			return -EINVAL;
-	*ndim = (int)v->u.seq.n;
-	return 0;
-}

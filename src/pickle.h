@@ -85,4 +85,9 @@ int pv_get_str(const struct pv *v, const char **out);  /* fails on embedded NUL 
 int pv_get_shape(const struct pv *v, int64_t *dims, int max, int *ndim);
 const char *pv_kind_name(enum pv_kind k);
 
+/* Internal to the reader (whitelist.c): resolves (module, name) to a
+ * whitelisted global in g (id, dtype for torch dtypes and storages, the
+ * canonical spelling); returns 0 or -EPERM.  name must outlive g. */
+int ckpt__pickle_resolve(const char *module, const char *name, struct pv *g);
+
 #endif
