@@ -25,10 +25,6 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 
 void ckpt_catalog_close(struct ckpt_catalog *c);
 
-/* Appends a chunk to t; the catalogue sorts and deduplicates chunks when it
- * checks coverage.  Returns 0, -EOVERFLOW or -ENOMEM. */
-int ckpt_tensor_add_chunk(struct ckpt_tensor *t, const int64_t *off, const int64_t *size);
-
 /* Checks a decoded item against its tensor and chunk (dtype, shape) and
  * stores it in ch.  label names the item in messages. */
 int ckpt_chunk_bind(const struct ckpt_tensor *t, struct ckpt_chunk *ch, const struct ckpt_item *it,

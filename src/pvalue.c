@@ -1,6 +1,6 @@
 /* pvalue.c - reading the value trees the pickle reader builds (pickle.h). */
 #include "config.h"
-#include "pickle.h"
+#include "pvalue.h"
 
 #include <errno.h>
 #include <string.h>

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "blob.h"
+#include "coverage.h"
 #include "dirlist.h"
 #include "strmap.h"
 
@@ -162,19 +163,12 @@ static int add_entry(struct st_state *s, const char *label, uint32_t file, uint6
 	}
 	if (numel == 0)
 		return 0;
-	/* replicated shards appear twice: the catalogue drops identical chunks */
-	if (t->nchunks == t->chunks_cap) {
-		size_t cap = t->chunks_cap ? t->chunks_cap * 2 : 4;
-		struct ckpt_chunk *nc = realloc(t->chunks, cap * sizeof(*nc));
-		if (!nc)
-			return ckpt_err_set(e, -ENOMEM, "out of memory");
-		t->chunks = nc;
-		t->chunks_cap = cap;
-	}
-	struct ckpt_chunk *ch = &t->chunks[t->nchunks++];
-	memset(ch, 0, sizeof(*ch));
-	memcpy(ch->off, off, sizeof(off));
-	memcpy(ch->size, size, sizeof(int64_t) * CKPT_MAXDIM);
+	/* replicated shards appear twice: the coverage check drops identical chunks */
+	int rc2 = ckpt_tensor_add_chunk(t, off, size);
+	if (rc2)
+		return ckpt_err_set(e, rc2, "%s: tensor '%s': %s", label, name,
+				    rc2 == -ENOMEM ? "out of memory" : "element count overflows");
+	struct ckpt_chunk *ch = &t->chunks[t->nchunks - 1];
 	ch->numel = numel;
 	ch->file = file;
 	ch->item_off = se.begin;

@@ -2,7 +2,7 @@
  * (dcp-format.md 2.3 and 4.3), with the module aliases of older torch
  * versions folded.  Anything else is refused by the pickle reader. */
 #include "config.h"
-#include "pickle.h"
+#include "pvalue.h"
 
 #include <errno.h>
 #include <stdio.h>
