@@ -33,6 +33,9 @@ struct ckpt_mapping {
 /* Expression environment for one source tensor. */
 struct env {
 	const struct ckpt_mapping *m;
+	char *const *names;              /* every source, for "concat" */
+	struct ckpt_tensor *const *srcs;
+	size_t nsrc;
 	const char *name;
 	const regmatch_t *pm;
 	const char *vars[4];
@@ -463,6 +466,52 @@ static int op_apply(struct env *env, struct piece_set *ps, json_t *op, size_t id
 	return OPFAIL("%s: unknown op '%s' (slice, groups, rope, transpose, squeeze)", path, kind);
 }
 
+/* The source called name, or -1. */
+static long find_source(const struct env *env, const char *name)
+{
+	for (size_t i = 0; i < env->nsrc; i++)
+		if (!strcmp(env->names[i], name))
+			return (long)i;
+	return -1;
+}
+
+/* "concat": the named sources' whole boxes follow the matched one along
+ * dim 0; they must agree in dtype and in every other dim. */
+static int add_concat(struct env *env, struct ckpt_vtensor *vt, json_t *list,
+		      const struct ckpt_tensor *first)
+{
+	char other[MAX_NAME];
+	size_t i;
+	json_t *tmpl;
+	int rc;
+
+	json_array_foreach(list, i, tmpl) {
+		if (!json_is_string(tmpl))
+			return ckpt_err_set(env->e, -EINVAL, "%s: concat entries must be name templates",
+					    env->m->path);
+		if ((rc = render(env, json_string_value(tmpl), other, sizeof(other))))
+			return rc;
+		long j = find_source(env, other);
+		if (j < 0)
+			return ckpt_err_set(env->e, -EINVAL, "%s: '%s' is to be concatenated with '%s', "
+					    "which the checkpoint does not hold", env->m->path, env->name, other);
+		struct ckpt_tensor *t = env->srcs[j];
+		int same = t->dtype == first->dtype && t->ndim == first->ndim && t->ndim > 0;
+		for (int d = 1; d < t->ndim && same; d++)
+			same = t->shape[d] == first->shape[d];
+		if (!same)
+			return ckpt_err_set(env->e, -EINVAL, "%s: '%s' and '%s' differ in dtype or in a dim "
+					    "other than the first: they cannot be concatenated", env->m->path,
+					    env->name, other);
+		if ((rc = ckpt_vtensor_add_box(vt, t, NULL, NULL)))
+			return ckpt_err_set(env->e, rc, "out of memory");
+		vt->shape[0] += t->shape[0];
+		vt->numel += t->numel;
+		vt->nbytes += t->nbytes;
+	}
+	return 0;
+}
+
 /* Makes one output of rule r from src at the current unstack indices. */
 static int make_output(struct env *env, struct ckpt_view *v, const struct mrule *r, json_t *o,
 		       struct ckpt_tensor *src)
@@ -542,14 +591,39 @@ static int make_output(struct env *env, struct ckpt_view *v, const struct mrule 
 	for (size_t k = 0; k < ps.n && !rc; k++)
 		if (!(rc = ckpt_vtensor_add_box(vt, src, ps.lo[k], ps.hi[k])))
 			vt->seg[vt->nseg - 1].transpose = ps.transpose;
-	if (rc)
+	if (rc) {
 		ckpt_err_set(env->e, rc, "%s: '%s': a box leaves the source tensor", env->m->path, env->name);
+	} else if (json_object_get(o, "concat")) {
+		if (r->nunstack || json_array_size(json_object_get(o, "ops")) || ps.n != 1)
+			rc = ckpt_err_set(env->e, -EINVAL, "%s: concat of '%s' cannot be combined with "
+					  "unstack or ops", env->m->path, env->name);
+		else
+			rc = add_concat(env, vt, json_object_get(o, "concat"), src);
+	}
 out:
 	free(ps.lo);
 	free(ps.hi);
 	if (rc == -ENOMEM)
 		ckpt_err_set(env->e, rc, "out of memory");
 	return rc;
+}
+
+/* The first rule whose regex matches env->name and whose "when" holds
+ * (env->pm gets the captures); NULL when none, *rc set on an error. */
+static const struct mrule *find_rule(const struct ckpt_mapping *m, struct env *env, int *rc)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		if (regexec(&m->r[i].re, env->name, 10, (regmatch_t *)env->pm, 0) != 0)
+			continue;
+		json_t *when = json_object_get(m->r[i].j, "when");
+		int64_t ok = 1;
+		env->nvars = 0;
+		if (when && (*rc = eval(env, when, &ok, "when")))
+			return NULL;
+		if (ok)
+			return &m->r[i];
+	}
+	return NULL;
 }
 
 /* Runs every output of rule r for all unstack index combinations. */
@@ -602,29 +676,43 @@ int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
 	char msg[1200];
 	size_t unmatched = 0;
 	int rc = 0;
+	char *used = calloc(n + 1, 1);  /* consumed by another source's "concat" */
 
+	if (!used)
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
 	for (size_t s = 0; s < n && !rc; s++) {
-		struct env env = { .m = m, .name = names[s], .pm = pm, .e = e };
-		const struct mrule *hit = NULL;
-		for (size_t i = 0; i < m->n && !hit; i++) {
-			if (regexec(&m->r[i].re, names[s], 10, pm, 0) != 0)
-				continue;
-			json_t *when = json_object_get(m->r[i].j, "when");
-			int64_t ok = 1;
-			env.nvars = 0;
-			if (when && (rc = eval(&env, when, &ok, "when")))
-				return rc;
-			if (ok)
-				hit = &m->r[i];
+		struct env env = { .m = m, .names = names, .srcs = src, .nsrc = n, .name = names[s],
+				   .pm = pm, .e = e };
+		const struct mrule *hit = find_rule(m, &env, &rc);
+		json_t *cat = hit ? json_object_get(hit->j, "concat") : NULL, *t;
+		size_t k;
+		json_array_foreach(cat, k, t) {
+			char other[MAX_NAME];
+			long j;
+			if (!json_is_string(t) || (rc = render(&env, json_string_value(t), other, sizeof(other))))
+				break;
+			if ((j = find_source(&env, other)) >= 0)
+				used[j] = 1;  /* a missing one is reported when the output is made */
 		}
+	}
+	for (size_t s = 0; s < n && !rc; s++) {
+		struct env env = { .m = m, .names = names, .srcs = src, .nsrc = n, .name = names[s],
+				   .pm = pm, .e = e };
+		if (used[s])
+			continue;
+		const struct mrule *hit = find_rule(m, &env, &rc);
+		if (rc)
+			break;
 		if (!hit) {
 			unmatched++;
 			snprintf(msg, sizeof(msg), "%s: no rule of mapping %s matches it", names[s],
 				 ckpt_mapping_name(m));
 			if (!strict) {
 				char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
-				if (!ns || !(ns[v->nskipped] = strdup(msg)))
-					return ckpt_err_set(e, -ENOMEM, "out of memory");
+				if (!ns || !(ns[v->nskipped] = strdup(msg))) {
+					rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+					break;
+				}
 				v->skipped = ns;
 				v->nskipped++;
 			} else if (unmatched == 1) {
@@ -637,14 +725,17 @@ int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
 		if (hit->drop) {
 			snprintf(msg, sizeof(msg), "%s: dropped by mapping %s", names[s], ckpt_mapping_name(m));
 			char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
-			if (!ns || !(ns[v->nskipped] = strdup(msg)))
-				return ckpt_err_set(e, -ENOMEM, "out of memory");
+			if (!ns || !(ns[v->nskipped] = strdup(msg))) {
+				rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+				break;
+			}
 			v->skipped = ns;
 			v->nskipped++;
 			continue;
 		}
 		rc = apply_rule(&env, v, hit, src[s]);
 	}
+	free(used);
 	if (!rc && strict && unmatched)
 		return e->code;
 	if (rc)

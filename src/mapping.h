@@ -19,6 +19,7 @@
  *     "rules": [ { "match": "^regex$", "drop": true, "when": "expr",
  *                  "unstack": ["L", "E"],
  *                  "out": "template", "ops": [...], "shape": ["expr", ...],
+ *                  "concat": ["template", ...],   (other sources appended along dim 0)
  *                  "outputs": [ { "out": ..., "ops": ..., "shape": ..., "when": ... } ] } ] }
  *   ops: {"op": "slice", "dim": 0, "start": "expr", "stop": "expr"}
  *        {"op": "groups", "count": "expr", "stride": "expr", "offset": "expr", "size": "expr"}

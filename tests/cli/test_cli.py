@@ -122,6 +122,20 @@ def main():
             tc[f"{k}.T"][1] == tuple(reversed(tb[k][1])) and tc[f"{k}.T"][2] == transposed(tb[k])
             for k in ("w_row", "w_col", "tr"))
         ok(good, f"transpose serves the element transpose (row chunks, column chunks, strided item) ({r.stderr.strip()})")
+        cat = rules("concat.json", {"rules": [
+            {"match": "^lst\\.0$", "concat": ["lst.1"], "out": "lst"},
+            {"match": "^(.*)$", "out": "{$1}"}]})
+        d = os.path.join(tmp, "exp-cat")
+        r = run("export", "-q", src, d, "-o", f"mapping={cat}")
+        _, td = dcp_ref.read_safetensors(os.path.join(d, "model.safetensors")) if r.returncode == 0 else (0, {})
+        ok(r.returncode == 0 and "lst.1" not in td and td["lst"][1] == (2,) and
+           td["lst"][2] == tb["lst.0"][2] + tb["lst.1"][2],
+           f"concat joins sources along dim 0 and consumes them ({r.stderr.strip()})")
+        bad = rules("badcat.json", {"rules": [{"match": "^w_row$", "concat": ["w_col"], "out": "x"},
+                                              {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={bad}")
+        ok(r.returncode == 1 and "cannot be concatenated" in r.stderr,
+           f"concat of tensors of other dtypes is refused ({r.stderr.strip()[:100]})")
         partial = rules("partial.json", {"rules": [{"match": "^w_row$", "out": "row"}]})
         r = run("inspect", src, "-o", f"mapping={partial}")
         ok(r.returncode == 1 and "matched by no rule" in r.stderr and "mapping_strict=0" in r.stderr,
