@@ -705,16 +705,12 @@ int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
 			break;
 		if (!hit) {
 			unmatched++;
-			snprintf(msg, sizeof(msg), "%s: no rule of mapping %s matches it", names[s],
-				 ckpt_mapping_name(m));
+			snprintf(msg, sizeof(msg), "no rule of mapping %s matches it", ckpt_mapping_name(m));
 			if (!strict) {
-				char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
-				if (!ns || !(ns[v->nskipped] = strdup(msg))) {
+				if (ckpt_view_add_skip(v, names[s], msg)) {
 					rc = ckpt_err_set(e, -ENOMEM, "out of memory");
 					break;
 				}
-				v->skipped = ns;
-				v->nskipped++;
 			} else if (unmatched == 1) {
 				ckpt_err_set(e, -EINVAL, "%s: source tensor '%s' is matched by no rule "
 					     "(use -o mapping_strict=0 to leave such tensors out, or "
@@ -723,14 +719,11 @@ int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
 			continue;
 		}
 		if (hit->drop) {
-			snprintf(msg, sizeof(msg), "%s: dropped by mapping %s", names[s], ckpt_mapping_name(m));
-			char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
-			if (!ns || !(ns[v->nskipped] = strdup(msg))) {
+			snprintf(msg, sizeof(msg), "dropped by mapping %s", ckpt_mapping_name(m));
+			if (ckpt_view_add_skip(v, names[s], msg)) {
 				rc = ckpt_err_set(e, -ENOMEM, "out of memory");
 				break;
 			}
-			v->skipped = ns;
-			v->nskipped++;
 			continue;
 		}
 		rc = apply_rule(&env, v, hit, src[s]);

@@ -3,6 +3,7 @@
 #include "recipe.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,4 +95,17 @@ void ckpt_view_free(struct ckpt_view *v)
 	free(v->stripped);
 	free(v->mapping);
 	memset(v, 0, sizeof(*v));
+}
+
+int ckpt_view_add_skip(struct ckpt_view *v, const char *name, const char *why)
+{
+	size_t n = strlen(name) + strlen(why) + 3;
+	char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	v->skipped = ns;
+	if (!(ns[v->nskipped] = malloc(n)))
+		return -ENOMEM;
+	snprintf(ns[v->nskipped++], n, "%s: %s", name, why);
+	return 0;
 }

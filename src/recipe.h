@@ -50,6 +50,10 @@ struct ckpt_vtensor *ckpt_view_add(struct ckpt_view *v, const char *name, enum c
 int ckpt_vtensor_add_box(struct ckpt_vtensor *t, struct ckpt_tensor *src, const int64_t *lo,
 			 const int64_t *hi);
 
+/* Records that source name is not shown, and why ("name: why" in
+ * v->skipped, listed by inspect).  Returns 0 or -ENOMEM. */
+int ckpt_view_add_skip(struct ckpt_view *v, const char *name, const char *why);
+
 /* Frees everything the view holds. */
 void ckpt_view_free(struct ckpt_view *v);
 

@@ -37,19 +37,6 @@ static const char *non_model_reason(const char *fqn)
 	return NULL;
 }
 
-static int add_skip(struct ckpt_view *v, const char *name, const char *why)
-{
-	size_t n = strlen(name) + strlen(why) + 3;
-	char **ns = realloc(v->skipped, (v->nskipped + 1) * sizeof(*ns));
-	if (!ns)
-		return -ENOMEM;
-	v->skipped = ns;
-	if (!(ns[v->nskipped] = malloc(n)))
-		return -ENOMEM;
-	snprintf(ns[v->nskipped++], n, "%s: %s", name, why);
-	return 0;
-}
-
 const char *ckpt_mapping_dir(void)
 {
 	static char dir[PATH_MAX + 32];
@@ -224,16 +211,16 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 	if (!keep)
 		return ckpt_err_set(e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < c->nbytes && !rc; i++)
-		rc = add_skip(v, c->bytes[i], "non-tensor (bytes) entry");
+		rc = ckpt_view_add_skip(v, c->bytes[i], "non-tensor (bytes) entry");
 	for (size_t i = 0; i < c->nskipped && !rc; i++)
-		rc = add_skip(v, c->skipped[i], "skipped");
+		rc = ckpt_view_add_skip(v, c->skipped[i], "skipped");
 	for (size_t i = 0; i < c->ntensors && !rc; i++) {
 		struct ckpt_tensor *t = &c->tensors[i];
 		const char *why = o->keep_all ? NULL : non_model_reason(t->name);
 		if (!why && !ckpt_dtype_st_code(t->dtype))
 			why = "dtype has no safetensors code";
 		if (why) {
-			rc = add_skip(v, t->name, why);
+			rc = ckpt_view_add_skip(v, t->name, why);
 			continue;
 		}
 		keep[nkeep++] = t;
