@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing ckptfs needs on Debian 12 (bookworm):
-# the C toolchain, autotools, libfuse3, jansson, zstd, FUSE user tools and
+# the C toolchain, autotools, libfuse3, jansson, zstd, xxhash, FUSE user tools and
 # Python with venv support.  Uses sudo when not run as root.  Idempotent:
 # skips apt-get when every package is already installed.
 set -euo pipefail
 
 pkgs=(build-essential autoconf automake libtool pkg-config
-      libfuse3-dev fuse3 libjansson-dev libzstd-dev
+      libfuse3-dev fuse3 libjansson-dev libzstd-dev libxxhash-dev
       python3 python3-venv valgrind)
 
 missing=()

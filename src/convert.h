@@ -45,6 +45,10 @@
 #ifndef CKPT_CONVERT_H
 #define CKPT_CONVERT_H
 
+/* Bumped when any kernel could produce other bytes for the same input (it
+ * names the on-disk cache's blocks). */
+#define CKPT_CONVERT_VERSION 1
+
 #include <stddef.h>
 
 #include "dtype.h"

@@ -1,6 +1,9 @@
 /* engine.c - see engine.h. */
 #include "config.h"
 #include "engine.h"
+#include "blocks.h"
+#include "cachekey.h"
+#include "dcache.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -34,12 +37,79 @@ static char *find_assets(const char *dir)
 	return NULL;
 }
 
+/* Does making t's bytes cost more than a read? */
+static int tensor_costly(const struct ckpt_vtensor *t)
+{
+	for (size_t i = 0; i < t->nseg; i++) {
+		const struct ckpt_segment *sg = &t->seg[i];
+		if (sg->src->dtype != t->dtype || sg->transpose)
+			return 1;
+		for (size_t k = 0; k < sg->src->nchunks; k++) {
+			const struct ckpt_chunk *ch = &sg->src->chunks[k];
+			if (ch->zstd || (ch->decoded && (!ch->item.contiguous || ch->item.big_endian)))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Marks, per weights file, the blocks holding bytes of a costly tensor. */
+static int plan_blocks(struct ckpt_engine *g)
+{
+	const struct ckpt_layout *l = &g->layout;
+	if (!(g->costly = calloc(l->n ? l->n : 1, sizeof(*g->costly))))
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct ckpt_vfile *f = &l->f[i];
+		for (size_t k = 0; k < f->next; k++) {
+			const struct ckpt_extent *x = &f->ext[k];
+			if (!x->t->nbytes || !tensor_costly(x->t))
+				continue;
+			if (!g->costly[i] && !(g->costly[i] = calloc(f->size / CKPT_BLOCK / 8 + 1, 1)))
+				return -ENOMEM;
+			for (uint64_t b = x->start / CKPT_BLOCK; b <= (x->start + x->t->nbytes - 1) / CKPT_BLOCK;
+			     b++)
+				g->costly[i][b / 8] |= (uint8_t)(1u << (b % 8));
+		}
+	}
+	return 0;
+}
+
+static void free_blocks(struct ckpt_engine *g)
+{
+	if (g->opts.blocks)
+		ckpt_blocks_forget(g->opts.blocks, g);
+	for (size_t i = 0; g->costly && i < g->layout.n; i++)
+		free(g->costly[i]);
+	free(g->costly);
+	g->costly = NULL;
+}
+
+/* Names the engine's blocks in the on-disk cache. */
+static int attach_cache(struct ckpt_engine *g, struct ckpt_err *e)
+{
+	int rc;
+	g->dkey = -1;
+	if (!g->opts.dcache)
+		return 0;
+	if ((rc = ckpt_cache_key(&g->cat, &g->layout, g->key, e)))
+		return rc;
+	if ((g->dkey = ckpt_dcache_attach(g->opts.dcache, g->key, g->cat.realdir)) < 0) {
+		ckpt_warn("%s: cannot use cache directory %s: %s; going on without it", g->cat.dir,
+			  ckpt_dcache_dir(g->opts.dcache), strerror(-g->dkey));
+		g->dkey = -1;
+		g->key[0] = 0;
+	}
+	return 0;
+}
+
 int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_opts *o,
 		     struct ckpt_err *e)
 {
 	int rc;
 
 	memset(g, 0, sizeof(*g));
+	g->dkey = -1;
 	g->opts = *o;
 	if ((rc = ckpt_catalog_open(&g->cat, src, o, e)))
 		return rc;
@@ -58,7 +128,16 @@ int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_o
 		ckpt_err_set(e, rc, "out of memory");
 		goto fail_layout;
 	}
+	if ((rc = plan_blocks(g))) {
+		ckpt_err_set(e, rc, "out of memory");
+		goto fail_io;
+	}
+	if ((rc = attach_cache(g, e)))
+		goto fail_io;
 	return 0;
+fail_io:
+	free_blocks(g);
+	ckpt_chunkio_free(g->io);
 fail_layout:
 	ckpt_layout_free(&g->layout);
 fail_view:
@@ -72,6 +151,7 @@ fail_cat:
 
 void ckpt_engine_close(struct ckpt_engine *g)
 {
+	free_blocks(g);
 	ckpt_chunkio_free(g->io);
 	ckpt_layout_free(&g->layout);
 	ckpt_view_free(&g->view);
@@ -94,19 +174,32 @@ static size_t find_extent(const struct ckpt_vfile *f, uint64_t off)
 	return lo;
 }
 
+#define LD(x) ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
+
 size_t ckpt_engine_stats(struct ckpt_engine *g, char *buf, size_t n)
 {
 	struct ckpt_io_stats *s = ckpt_chunkio_stats(g->io);
+	struct ckpt_dcache_stats ds = { 0 };
+	struct ckpt_blocks_stats bs = { 0 };
+	if (g->opts.dcache)
+		ckpt_dcache_stats(g->opts.dcache, &ds);
+	if (g->opts.blocks)
+		ckpt_blocks_stats(g->opts.blocks, &bs);
 	int w = snprintf(buf, n,
 			 "reads %llu\nbytes_served %llu\nread_errors %llu\nbytes_read_from_source %llu\n"
-			 "bytes_converted %llu\nitem_cache_loads %llu\nitem_cache_hits %llu\n",
-			 (unsigned long long)__atomic_load_n(&g->reads, __ATOMIC_RELAXED),
-			 (unsigned long long)__atomic_load_n(&g->bytes_served, __ATOMIC_RELAXED),
-			 (unsigned long long)__atomic_load_n(&g->read_errors, __ATOMIC_RELAXED),
-			 (unsigned long long)__atomic_load_n(&s->bytes_read, __ATOMIC_RELAXED),
-			 (unsigned long long)__atomic_load_n(&s->bytes_converted, __ATOMIC_RELAXED),
-			 (unsigned long long)__atomic_load_n(&s->item_loads, __ATOMIC_RELAXED),
-			 (unsigned long long)__atomic_load_n(&s->item_hits, __ATOMIC_RELAXED));
+			 "bytes_converted %llu\nitem_cache_loads %llu\nitem_cache_hits %llu\n"
+			 "blocks_made %llu\ncache_hits %llu\ncache_misses %llu\ncache_corrupt %llu\n"
+			 "cache_writes %llu\ncache_write_skips %llu\ncache_evictions %llu\n"
+			 "cache_bytes %llu\ncache_blocks %llu\nprefetch_issued %llu\n"
+			 "prefetch_made %llu\nprefetch_hits %llu\nprefetch_waits %llu\n",
+			 LD(g->reads), LD(g->bytes_served), LD(g->read_errors), LD(s->bytes_read),
+			 LD(s->bytes_converted), LD(s->item_loads), LD(s->item_hits), LD(g->blocks_made),
+			 (unsigned long long)ds.hits, (unsigned long long)ds.misses,
+			 (unsigned long long)ds.corrupt, (unsigned long long)ds.writes,
+			 (unsigned long long)ds.write_skips, (unsigned long long)ds.evictions,
+			 (unsigned long long)ds.bytes, (unsigned long long)ds.blocks,
+			 (unsigned long long)bs.issued, (unsigned long long)bs.made,
+			 (unsigned long long)bs.hits, (unsigned long long)bs.waits);
 	return w < 0 ? 0 : (size_t)w < n ? (size_t)w : n - 1;
 }
 
@@ -121,6 +214,73 @@ int ckpt_engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len
 	__atomic_fetch_add(rc ? &g->read_errors : &g->bytes_served, rc ? 1 : *got, __ATOMIC_RELAXED);
 	return rc;
 }
+
+/* Bytes [off, off+len) of weights file f's data section, made directly. */
+static int serve_range(struct ckpt_engine *g, const struct ckpt_vfile *f, uint64_t off, size_t len,
+		       uint8_t *dst, struct ckpt_err *e)
+{
+	size_t done = 0;
+	int rc;
+	for (size_t i = find_extent(f, off); done < len && i < f->next; i++) {
+		const struct ckpt_extent *x = &f->ext[i];
+		uint64_t pos = off + done, toff = pos - x->start;
+		uint64_t n = x->t->nbytes - toff;
+		if (n > len - done)
+			n = len - done;
+		if ((rc = ckpt_serve(g->io, x->t, toff, n, dst + done, e)))
+			return rc;
+		done += (size_t)n;
+	}
+	if (done < len)
+		return ckpt_err_set(e, -EIO, "%s: no tensor holds bytes %llu+%zu", f->name,
+				    (unsigned long long)(off + done), len - done);
+	return 0;
+}
+
+static int is_costly(const struct ckpt_engine *g, size_t idx, uint64_t blk)
+{
+	return g->costly[idx] && (g->costly[idx][blk / 8] >> (blk % 8) & 1);
+}
+
+/* File offsets [*a, *z) of block blk: the data section's part of it. */
+static void block_bounds(const struct ckpt_vfile *f, uint64_t blk, uint64_t *a, uint64_t *z)
+{
+	*a = blk * CKPT_BLOCK < f->head_len ? f->head_len : blk * CKPT_BLOCK;
+	*z = (blk + 1) * CKPT_BLOCK < f->size ? (blk + 1) * CKPT_BLOCK : f->size;
+}
+
+static size_t block_length(void *owner, uint32_t file, uint64_t blk)
+{
+	struct ckpt_engine *g = owner;
+	uint64_t a, z;
+	if (file >= g->layout.n || blk > g->layout.f[file].size / CKPT_BLOCK || !is_costly(g, file, blk))
+		return 0;
+	block_bounds(&g->layout.f[file], blk, &a, &z);
+	return z > a ? (size_t)(z - a) : 0;
+}
+
+/* Block blk of file (len bytes): from the on-disk cache, or made and then
+ * stored there. */
+static int block_fill(void *owner, uint32_t file, uint64_t blk, uint8_t *buf, size_t len,
+		      struct ckpt_err *e)
+{
+	struct ckpt_engine *g = owner;
+	const struct ckpt_vfile *f = &g->layout.f[file];
+	uint64_t a, z;
+	int rc;
+
+	if (g->dkey >= 0 && !ckpt_dcache_get(g->opts.dcache, g->dkey, file, blk, buf, len))
+		return 0;
+	block_bounds(f, blk, &a, &z);
+	if ((rc = serve_range(g, f, a, len, buf, e)))
+		return rc;
+	__atomic_fetch_add(&g->blocks_made, 1, __ATOMIC_RELAXED);
+	if (g->dkey >= 0)
+		ckpt_dcache_put(g->opts.dcache, g->dkey, file, blk, buf, len);  /* best effort */
+	return 0;
+}
+
+static const struct ckpt_block_src block_src = { block_length, block_fill };
 
 static int engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len,
 		       uint8_t *dst, size_t *got, struct ckpt_err *e)
@@ -149,15 +309,32 @@ static int engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t l
 		memcpy(dst, f->head + off, n);
 		done = n;
 	}
-	for (size_t i = find_extent(f, off + done); done < len && i < f->next; i++) {
-		const struct ckpt_extent *x = &f->ext[i];
-		uint64_t pos = off + done, toff = pos - x->start;
-		uint64_t n = x->t->nbytes - toff;
-		if (n > len - done)
-			n = len - done;
-		if ((rc = ckpt_serve(g->io, x->t, toff, n, dst + done, e)))
+	while (done < len) {
+		uint64_t pos = off + done, blk = pos / CKPT_BLOCK, a, z;
+		block_bounds(f, blk, &a, &z);
+		size_t n = z - pos < len - done ? (size_t)(z - pos) : len - done;
+		if (!is_costly(g, idx, blk)) {
+			rc = serve_range(g, f, pos, n, dst + done, e);
+			if (!rc && g->opts.blocks && g->costly[idx])
+				ckpt_blocks_note(g->opts.blocks, &block_src, g, (uint32_t)idx, blk);
+		} else if (g->opts.blocks) {
+			rc = ckpt_blocks_read(g->opts.blocks, &block_src, g, (uint32_t)idx, blk,
+					      (size_t)(z - a), (size_t)(pos - a), n, dst + done, e);
+		} else if (pos == a && n == z - a) {
+			rc = block_fill(g, (uint32_t)idx, blk, dst + done, n, e);
+		} else if (g->dkey >= 0) {  /* part of a block: make (or fetch) all of it */
+			uint8_t *tmp = malloc((size_t)(z - a));
+			rc = tmp ? block_fill(g, (uint32_t)idx, blk, tmp, (size_t)(z - a), e)
+				 : ckpt_err_set(e, -ENOMEM, "out of memory");
+			if (!rc)
+				memcpy(dst + done, tmp + (pos - a), n);
+			free(tmp);
+		} else {
+			rc = serve_range(g, f, pos, n, dst + done, e);
+		}
+		if (rc)
 			return rc;
-		done += (size_t)n;
+		done += n;
 	}
 	*got = done;
 	return 0;

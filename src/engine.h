@@ -13,6 +13,10 @@
 #include "opts.h"
 #include "view.h"
 
+/* Served bytes are made in blocks of this size (aligned on file offsets)
+ * where making them costs work; see ckpt_engine_read. */
+#define CKPT_BLOCK (1u << 20)
+
 struct ckpt_engine {
 	struct ckpt_opts opts;
 	char *assets_found;        /* assets directory discovered next to the weights */
@@ -20,7 +24,12 @@ struct ckpt_engine {
 	struct ckpt_view view;
 	struct ckpt_layout layout;
 	struct ckpt_chunkio *io;
-	uint64_t reads, bytes_served, read_errors;  /* atomic counters */
+	uint8_t **costly;          /* per file: bitmap of the blocks that cost work (dtype
+	                              conversion, transpose, compressed or strided items);
+	                              NULL for a file with none */
+	int dkey;                  /* key handle in opts.dcache, or -1 */
+	char key[33];              /* the cache key (cachekey.h), "" without a cache */
+	uint64_t reads, bytes_served, read_errors, blocks_made;  /* atomic counters */
 };
 
 /* Renders the counters as "name value" lines (the .ckptfs-stats file) into
@@ -33,7 +42,9 @@ int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_o
 void ckpt_engine_close(struct ckpt_engine *g);
 
 /* Reads up to len bytes of file idx at off into dst; *got is the count (short
- * only at end of file).  Thread-safe. */
+ * only at end of file).  Data that costs work to make is made a whole
+ * CKPT_BLOCK at a time: through opts.blocks when set (kept in memory, read
+ * ahead), and from or into opts.dcache when set.  Thread-safe. */
 int ckpt_engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t len,
 		     uint8_t *dst, size_t *got, struct ckpt_err *e);
 

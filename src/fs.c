@@ -347,7 +347,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)fi;
 
 	if (n.kind == N_STATS && off >= 0) {
-		char text[1024];
+		char text[4096];
 		size_t len = ckpt_engine_stats(n.g, text, sizeof(text));
 		if ((size_t)off >= len)
 			fuse_reply_buf(req, NULL, 0);

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include "blocks.h"
+#include "dcache.h"
 #include "engine.h"
 #include "frontends.h"
 #include "fs.h"
@@ -19,6 +22,10 @@
 struct cli {
 	char *max_shard_size;
 	char *cache_size;
+	char *cache_dir;
+	char *cache_min_free;
+	char *prefetch;
+	char *item_cache;
 	char *assets;
 	char *mapping;
 	char *mapping_strict;
@@ -44,6 +51,10 @@ enum { KEY_HELP, KEY_VERSION };
 static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("max_shard_size=%s", max_shard_size, 0),
 	CLI_OPT("cache_size=%s", cache_size, 0),
+	CLI_OPT("cache_dir=%s", cache_dir, 0),
+	CLI_OPT("cache_min_free=%s", cache_min_free, 0),
+	CLI_OPT("prefetch=%s", prefetch, 0),
+	CLI_OPT("item_cache=%s", item_cache, 0),
 	CLI_OPT("assets=%s", assets, 0),
 	CLI_OPT("mapping=%s", mapping, 0),
 	CLI_OPT("dtype=%s", dtype, 0),
@@ -112,7 +123,14 @@ static void usage(FILE *fp)
 "                         (optimizer state included)\n"
 "  -o allow_holes         zero-fill regions no chunk covers (with a warning)\n"
 "                         instead of refusing the checkpoint\n"
-"  -o cache_size=N        memory for compressed and strided items (default 1GiB)\n"
+"  -o cache_dir=DIR|auto  keep converted (and otherwise costly) blocks in DIR\n"
+"                         across mounts; auto: $XDG_CACHE_HOME/ckptfs (off by\n"
+"                         default; one ckptfs process per DIR)\n"
+"  -o cache_size=N        cap of the cache directory (default 10GiB)\n"
+"  -o cache_min_free=N    free space the cache leaves on its disk (default 1GiB)\n"
+"  -o prefetch=N          mount: memory for blocks made ahead of a sequential\n"
+"                         reader, in MiB or with a suffix (default 64; 0: off)\n"
+"  -o item_cache=N        memory for compressed and strided items (default 1GiB)\n"
 "  --tensors              inspect: list every tensor\n"
 "  --explain[=NAME]       inspect: how each output tensor (or NAME) is made\n"
 "  -q, --quiet            export: no progress bar\n"
@@ -199,11 +217,96 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 			c->max_shard_size);
 		return -EINVAL;
 	}
-	if (c->cache_size && parse_size(c->cache_size, &o->cache_bytes)) {
-		fprintf(stderr, "ckptfs: -o cache_size=%s: expected a size such as 1GiB\n", c->cache_size);
+	if (c->item_cache && parse_size(c->item_cache, &o->cache_bytes)) {
+		fprintf(stderr, "ckptfs: -o item_cache=%s: expected a size such as 1GiB\n", c->item_cache);
 		return -EINVAL;
 	}
+	o->cache_size = CKPT_DEFAULT_CACHE_SIZE;
+	o->cache_min_free = CKPT_DEFAULT_CACHE_MIN_FREE;
+	o->prefetch = CKPT_DEFAULT_PREFETCH;
+	if (c->cache_size && (parse_size(c->cache_size, &o->cache_size) || !o->cache_size)) {
+		fprintf(stderr, "ckptfs: -o cache_size=%s: expected a positive size such as 10GiB\n",
+			c->cache_size);
+		return -EINVAL;
+	}
+	if (c->cache_min_free && parse_size(c->cache_min_free, &o->cache_min_free)) {
+		fprintf(stderr, "ckptfs: -o cache_min_free=%s: expected a size such as 1GiB\n",
+			c->cache_min_free);
+		return -EINVAL;
+	}
+	if (c->prefetch) {
+		size_t n = strspn(c->prefetch, "0123456789");
+		if (n && !c->prefetch[n] && n < 12)
+			o->prefetch = strtoull(c->prefetch, NULL, 10) << 20;  /* MiB */
+		else if (parse_size(c->prefetch, &o->prefetch)) {
+			fprintf(stderr, "ckptfs: -o prefetch=%s: expected MiB or a size such as 256MiB\n",
+				c->prefetch);
+			return -EINVAL;
+		}
+	}
+	o->cache_dir = c->cache_dir;
 	return 0;
+}
+
+/* The default cache directory: $XDG_CACHE_HOME/ckptfs or ~/.cache/ckptfs. */
+static char *default_cache_dir(void)
+{
+	const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+	char buf[4096];
+	if (x && x[0] == '/')
+		snprintf(buf, sizeof(buf), "%s/ckptfs", x);
+	else if (h && h[0] == '/')
+		snprintf(buf, sizeof(buf), "%s/.cache/ckptfs", h);
+	else
+		return NULL;
+	return strdup(buf);
+}
+
+/* Opens what the engines of this process share: the cache directory, and
+ * for a mount the block pool with its read-ahead workers.  A cache
+ * directory in use by another ckptfs is skipped with a warning. */
+static int open_shared(struct ckpt_opts *o, int mount)
+{
+	struct ckpt_err e = { 0 };
+	char *dir = NULL;
+	int rc;
+
+	if (o->cache_dir) {
+		if (!strcmp(o->cache_dir, "auto") && !(dir = default_cache_dir())) {
+			fprintf(stderr, "ckptfs: -o cache_dir=auto: neither XDG_CACHE_HOME nor HOME is "
+				"set to an absolute path\n");
+			return 1;
+		}
+		rc = ckpt_dcache_open(&o->dcache, dir ? dir : o->cache_dir, o->cache_size,
+				      o->cache_min_free, &e);
+		free(dir);
+		if (rc == -EBUSY) {
+			ckpt_warn("%s; going on without the on-disk cache", e.msg);
+		} else if (rc) {
+			ckpt_print_line(stderr, "ckptfs: %s", e.msg);
+			return 1;
+		}
+	}
+	if (mount && (o->prefetch || o->dcache)) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		int workers = !o->prefetch ? 0 : ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+		if (ckpt_blocks_new(&o->blocks, o->prefetch, CKPT_BLOCK, workers)) {
+			fprintf(stderr, "ckptfs: out of memory\n");
+			ckpt_dcache_close(o->dcache);
+			o->dcache = NULL;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Frees what open_shared made, after every engine using it is closed. */
+static void close_shared(struct ckpt_opts *o)
+{
+	ckpt_blocks_free(o->blocks);
+	ckpt_dcache_close(o->dcache);
+	o->blocks = NULL;
+	o->dcache = NULL;
 }
 
 static void raise_fd_limit(void)
@@ -219,6 +322,10 @@ static void free_cli(struct cli *c)
 {
 	free(c->max_shard_size);
 	free(c->cache_size);
+	free(c->cache_dir);
+	free(c->cache_min_free);
+	free(c->prefetch);
+	free(c->item_cache);
 	free(c->assets);
 	free(c->mapping);
 	free(c->mapping_strict);
@@ -230,14 +337,12 @@ static void free_cli(struct cli *c)
 		free(c->pos[i]);
 }
 
-static int open_engine(struct ckpt_engine *g, const char *src, const struct cli *c)
+/* Opens the engine of src with options o (shared state already open). */
+static int open_engine(struct ckpt_engine *g, const char *src, const struct ckpt_opts *o)
 {
-	struct ckpt_opts o;
 	struct ckpt_err e = { 0 };
 
-	if (build_opts(c, &o))
-		return 2;
-	if (ckpt_engine_open(g, src, &o, &e)) {
+	if (ckpt_engine_open(g, src, o, &e)) {
 		ckpt_print_line(stderr, "ckptfs: %s", e.msg);
 		return 1;
 	}
@@ -300,8 +405,17 @@ static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
 	}
 	if (ckpt_run_detect(c->pos[0]))
 		return inspect_run(cmd, c);
-	if ((rc = open_engine(&g, c->pos[0], c)))
+	struct ckpt_opts o;
+	if (build_opts(c, &o))
+		return 2;
+	if (want == 1)
+		o.cache_dir = NULL;  /* inspect reads no data */
+	if ((rc = open_shared(&o, 0)))
 		return rc;
+	if ((rc = open_engine(&g, c->pos[0], &o))) {
+		close_shared(&o);
+		return rc;
+	}
 	if (want == 1) {
 		ckpt_inspect(&g, stdout, c->explain ? 2 : c->tensors, c->explain);
 	} else {
@@ -312,6 +426,7 @@ static int run_tool(const char *cmd, struct fuse_args *args, struct cli *c)
 		}
 	}
 	ckpt_engine_close(&g);
+	close_shared(&o);
 	return rc;
 }
 
@@ -319,6 +434,7 @@ static int run_mount(struct fuse_args *args, struct cli *c)
 {
 	struct fuse_cmdline_opts fo;
 	struct ckpt_engine g;
+	struct ckpt_opts o;
 	int rc;
 
 	if (c->npos != 2 || c->too_many) {
@@ -331,16 +447,20 @@ static int run_mount(struct fuse_args *args, struct cli *c)
 		free(fo.mountpoint);
 		return 2;
 	}
+	if (build_opts(c, &o)) {
+		free(fo.mountpoint);
+		return 2;
+	}
+	if ((rc = open_shared(&o, 1))) {
+		free(fo.mountpoint);
+		return rc;
+	}
 	if (ckpt_run_detect(c->pos[0])) {
 		struct ckpt_run *run;
-		struct ckpt_opts o;
 		struct ckpt_err e = { 0 };
-		if (build_opts(c, &o)) {
-			free(fo.mountpoint);
-			return 2;
-		}
 		if (ckpt_run_open(&run, c->pos[0], &o, &e)) {
 			ckpt_print_line(stderr, "ckptfs: %s", e.msg);
+			close_shared(&o);
 			free(fo.mountpoint);
 			return 1;
 		}
@@ -348,7 +468,8 @@ static int run_mount(struct fuse_args *args, struct cli *c)
 				   fo.clone_fd, fo.max_threads);
 		ckpt_run_close(run);
 	} else {
-		if ((rc = open_engine(&g, c->pos[0], c))) {
+		if ((rc = open_engine(&g, c->pos[0], &o))) {
+			close_shared(&o);
 			free(fo.mountpoint);
 			return rc;
 		}
@@ -359,6 +480,7 @@ static int run_mount(struct fuse_args *args, struct cli *c)
 				   fo.clone_fd, fo.max_threads);
 		ckpt_engine_close(&g);
 	}
+	close_shared(&o);
 	if (rc)
 		fprintf(stderr, "ckptfs: mounting %s on %s failed\n", c->pos[0], fo.mountpoint);
 	free(fo.mountpoint);

@@ -7,6 +7,12 @@
 #include "dtype.h"
 
 #define CKPT_DEFAULT_MAX_SHARD (5000ull * 1000 * 1000)  /* 5 GB, as transformers */
+#define CKPT_DEFAULT_CACHE_SIZE (10ull << 30)            /* on-disk cache cap */
+#define CKPT_DEFAULT_CACHE_MIN_FREE (1ull << 30)         /* ... and free-space floor */
+#define CKPT_DEFAULT_PREFETCH (64ull << 20)              /* read-ahead memory (mount) */
+
+struct ckpt_dcache;
+struct ckpt_blocks;
 
 struct ckpt_opts {
 	int allow_holes;          /* zero-fill uncovered regions instead of failing */
@@ -15,13 +21,21 @@ struct ckpt_opts {
 	const char *assets;       /* directory whose non-weight files are shown too */
 	int assets_found;         /* assets found next to the weights, not given: only known
 	                             HuggingFace file names, no symlinks */
-	uint64_t cache_bytes;     /* budget for decompressed / strided items in memory */
+	uint64_t cache_bytes;     /* item_cache: budget for decompressed / strided items in memory */
 	const char *mapping;      /* "auto" (NULL), "none", or a rule file */
 	int mapping_lax;          /* mapping_strict=0: unmatched sources are left out */
 	enum ckpt_dtype dtype;    /* served floating dtype, CKPT_DT_INVALID = as stored */
 	int dtype_auto;           /* dtype=auto: from the assets' config.json */
 	int view_ema;             /* view=ema: EMA copies instead of trained weights */
 	const char *ema_key;      /* which EMA copy (ema_params.<key>), NULL: the only one */
+	const char *cache_dir;    /* on-disk block cache directory, NULL: none */
+	uint64_t cache_size;      /* its size cap */
+	uint64_t cache_min_free;  /* free space it leaves on its file system */
+	uint64_t prefetch;        /* read-ahead memory budget of the mount, 0: none */
+	/* Shared state the front end sets up from the options above (not options
+	 * themselves): the open cache directory and the mount's block pool. */
+	struct ckpt_dcache *dcache;
+	struct ckpt_blocks *blocks;
 };
 
 #endif

@@ -28,8 +28,8 @@ out=$(cd "$out" && pwd)
 cflags="-std=gnu11 -Wall -Wextra -Wno-unused-parameter -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
  -I$builddir -I$out/inc -I$srcdir/src
  -DCKPTFS_PKGDATADIR=\"$srcdir\" -DCKPTFS_FUZZ_DATA=\"$srcdir/tests/fuzz/data\"
- $(pkg-config --cflags jansson libzstd) ${FUZZ_CFLAGS:-}"
-libs="$(pkg-config --libs jansson libzstd) -lpthread"
+ $(pkg-config --cflags jansson libzstd libxxhash) ${FUZZ_CFLAGS:-}"
+libs="$(pkg-config --libs jansson libzstd libxxhash) -lpthread"
 
 srcs=$(awk '/^libckptfs_la_SOURCES[ \t]*=/ { f = 1 }
 	f { for (i = 1; i <= NF; i++) if ($i ~ /\.c$/) print $i; if ($0 !~ /\\$/) f = 0 }' \

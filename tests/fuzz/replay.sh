@@ -40,11 +40,11 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/ckptfs-replay.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM HUP
 
-if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists jansson libzstd 2>/dev/null; then
-	depcflags=$(pkg-config --cflags jansson libzstd)
-	deplibs=$(pkg-config --libs jansson libzstd)
+if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists jansson libzstd libxxhash 2>/dev/null; then
+	depcflags=$(pkg-config --cflags jansson libzstd libxxhash)
+	deplibs=$(pkg-config --libs jansson libzstd libxxhash)
 else
-	depcflags= deplibs="-ljansson -lzstd"
+	depcflags= deplibs="-ljansson -lzstd -lxxhash"
 fi
 printf '#include <jansson.h>\n#include <zstd.h>\nint main(void){return json_integer(1)==0||ZSTD_versionNumber()==0;}\n' >"$tmp/t.c"
 $cc $depcflags "$tmp/t.c" $deplibs -o "$tmp/t" >/dev/null 2>&1 || skip "jansson or libzstd development files missing"
