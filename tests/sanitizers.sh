@@ -18,11 +18,11 @@ for f in "$CKPTFS_SRCDIR"/src/*.c; do
 done
 flags="-std=gnu11 -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 if echo 'int main(void){return 0;}' > "$tmp/t.c" && $CC $flags "$tmp/t.c" -o "$tmp/t" 2>/dev/null; then
-	for t in test-pickle test-zip test-gather test-convert; do
+	for t in test-pickle test-zip test-gather test-convert test-cache; do
 		# shellcheck disable=SC2086
 		if $CC $flags -I"$CKPTFS_BUILDDIR" -I"$CKPTFS_SRCDIR/src" -DCKPTFS_PKGDATADIR='"/nonexistent"' \
-			$(pkg-config --cflags jansson libzstd) $lib "$CKPTFS_SRCDIR/tests/unit/$t.c" \
-			-o "$tmp/$t" $(pkg-config --libs jansson libzstd) -lpthread 2>"$tmp/$t.cc"; then
+			$(pkg-config --cflags jansson libzstd libxxhash) $lib "$CKPTFS_SRCDIR/tests/unit/$t.c" \
+			-o "$tmp/$t" $(pkg-config --libs jansson libzstd libxxhash) -lpthread 2>"$tmp/$t.cc"; then
 			ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$tmp/$t" > "$tmp/$t.out" 2>&1
 			rc=$?
 			[ "$rc" = 0 ] || tail -n 30 "$tmp/$t.out" | sed 's/^/# /'
@@ -36,7 +36,7 @@ else
 	echo "# $CC cannot build with -fsanitize=address,undefined: sanitizer runs skipped"
 fi
 if command -v valgrind >/dev/null 2>&1; then
-	for t in test-pickle test-zip test-gather; do
+	for t in test-pickle test-zip test-gather test-cache; do
 		bin="$CKPTFS_BUILDDIR/tests/unit/$t"
 		[ -x "$bin" ] || continue
 		valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
