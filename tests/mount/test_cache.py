@@ -12,8 +12,10 @@ blocks are detected and remade; the size cap evicts; a free-space floor that
 cannot be met stores nothing; a second process on the same cache directory
 goes on without it; a changed source gets a new key; a directory others can
 write to is refused; `export` warms the cache.  TAP; exit 77 without FUSE."""
+import errno
 import json
 import os
+import signal
 import random
 import shutil
 import struct
@@ -213,6 +215,36 @@ def main():
         files, st = session(src, mnt, ["dtype=bf16", f"cache_dir={warm}"], "after export")
         ok(r.returncode == 0 and files == ref and st["blocks_made"] == 0 and st["cache_hits"] == made,
            f"export stored the blocks: the mount after it made none ({st['cache_hits']} hits)")
+
+        # kill -9 in the middle of reads: ENOTCONN, fusermount3 -u cleans up,
+        # a remount serves right bytes from what the cache holds
+        killed = os.path.join(work, "killed")
+        p, _ = mount(src, mnt, "dtype=bf16", f"cache_dir={killed}")
+        errs = []
+        fd = os.open(os.path.join(mnt, "model.safetensors"), os.O_RDONLY)
+        os.read(fd, 2 * MIB + 4096)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=10)
+        try:
+            os.pread(fd, MIB, 3 * MIB)
+        except OSError as ex:
+            errs.append(ex.errno)
+        try:
+            os.close(fd)  # the flush of a dead mount fails too
+        except OSError:
+            pass
+        r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
+        ok(errs == [errno.ENOTCONN] and r.returncode == 0,
+           f"kill -9 mid-read: the reader gets ENOTCONN ({errs}), fusermount3 -u cleans up")
+        keydirs = [d for d in os.listdir(killed) if len(d) == 32]
+        if keydirs:  # what a write cut short by the kill leaves
+            with open(os.path.join(killed, keydirs[0], "tmp.77"), "wb") as f:
+                f.write(b"CKPTBLK1 torn")
+        files, st = session(src, mnt, ["dtype=bf16", f"cache_dir={killed}"], "after kill -9")
+        ok(files == ref and st["cache_hits"] + st["blocks_made"] == made and st["cache_hits"] > 0 and
+           not any(f.startswith("tmp.") for d in keydirs for f in os.listdir(os.path.join(killed, d))),
+           f"after kill -9: a remount serves right bytes ({st['cache_hits']} blocks from the cache, "
+           f"{st['blocks_made']} made), the torn temporary file is gone")
 
         # no cache, no read-ahead: same bytes
         files, st = session(src, mnt, ["dtype=bf16", "prefetch=0"], "prefetch=0")
