@@ -23,7 +23,7 @@ Export and mount use -o max_shard_size=CKPTFS_STRESS_SHARD (default 64MB;
 empty for the default) so that there are several files and an index.
 
 Environment: CKPTFS_BIN (default src/ckptfs), CKPTFS_STRESS_SECONDS,
-CKPTFS_STRESS_CKPT, CKPTFS_STRESS_SHARD, CKPTFS_STRESS_RSS_MIB,
+CKPTFS_STRESS_CKPT, CKPTFS_STRESS_SHARD, CKPTFS_STRESS_OPTS (more mount options), CKPTFS_STRESS_RSS_MIB,
 CKPTFS_TORCH_PYTHON, TMPDIR."""
 import errno
 import glob
@@ -46,6 +46,12 @@ RSS_LIMIT = int(os.environ.get("CKPTFS_STRESS_RSS_MIB", "256")) << 20
 # several output files (and the index) out of one checkpoint
 SHARD = os.environ.get("CKPTFS_STRESS_SHARD", "64MB")
 OPTS = ["-o", f"max_shard_size={SHARD}"] if SHARD else []
+# CKPTFS_STRESS_OPTS: more -o options for the mount, e.g. "dtype=bf16,cache_dir=/tmp/c"
+# (the reference export gets them too, less cache_dir, so that it is made directly)
+EXTRA = [o for o in os.environ.get("CKPTFS_STRESS_OPTS", "").split(",") if o]
+MOUNT_OPTS = OPTS + (["-o", ",".join(EXTRA)] if EXTRA else [])
+EXPORT_EXTRA = [o for o in EXTRA if not o.startswith(("cache_dir=", "prefetch="))]
+EXPORT_OPTS = OPTS + (["-o", ",".join(EXPORT_EXTRA)] if EXPORT_EXTRA else [])
 PREAD_THREADS = 16
 MMAP_THREADS = 2
 MAX_READ = 1 << 20
@@ -130,7 +136,7 @@ def is_mounted(mnt):
 
 def mount(src, mnt):
     log = open(os.path.join(os.path.dirname(mnt), "daemon.log"), "ab")
-    p = subprocess.Popen([BIN, src, mnt, "-f"] + OPTS, stdout=log, stderr=log)
+    p = subprocess.Popen([BIN, src, mnt, "-f"] + MOUNT_OPTS, stdout=log, stderr=log)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 60:
         if is_mounted(mnt):
@@ -438,7 +444,7 @@ def main():
     os.mkdir(mnt)
     diag(f"checkpoint {src}, scratch {work}")
     t0 = time.monotonic()
-    r = subprocess.run([BIN, "export", "-q", src, ref] + OPTS, capture_output=True, text=True,
+    r = subprocess.run([BIN, "export", "-q", src, ref] + EXPORT_OPTS, capture_output=True, text=True,
                        timeout=1800)
     if not ok(r.returncode == 0, f"ckptfs export (the reference) in {time.monotonic() - t0:.1f} s"):
         diag(r.stderr)
