@@ -206,3 +206,42 @@ def test_safetensors_serialized_distcp(e2e_env, e2e_tmp, mount):
         assert _same(t, sd[k]), k
     with torch.no_grad():
         assert torch.equal(got, AutoModelForCausalLM.from_pretrained(str(ref))(x).logits)
+
+
+@pytest.mark.parametrize("case,dtype", [("llama-fp32", "bf16"), ("llama-dtensor-shard0-4", "fp16")],
+                         indirect=["case"])
+def test_cache_remount(case, dtype, mount, e2e_tmp):
+    """-o cache_dir: the first mount makes and stores the converted blocks, a
+    remount serves all of them from the cache and converts nothing; both give
+    torch's own .to(dtype) bit for bit, and from_pretrained works on the
+    remount."""
+    import torch
+    import torch_ref
+    from transformers import AutoModelForCausalLM
+    name, ck, ref, info = case
+    tdt = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    loaded = torch_ref.load_dcp(str(ck))
+    prefix = info["dcp_prefix"]
+    cache = e2e_tmp / f"cache-{name}-{dtype}"
+    opts = (f"assets={ref}", f"dtype={dtype}", f"cache_dir={cache}")
+
+    def stats(m):
+        return {k: int(v) for k, v in (ln.split() for ln in (m / ".ckptfs-stats").read_text().splitlines())}
+
+    with mount(ck, e2e_tmp / "mnt" / f"c1-{name}", *opts) as m:
+        first = _read_all(m)
+        s1 = stats(m)
+    with mount(ck, e2e_tmp / "mnt" / f"c2-{name}", *opts) as m:
+        second = _read_all(m)
+        s2 = stats(m)
+        model = AutoModelForCausalLM.from_pretrained(str(m))
+        del model
+        gc.collect()
+    assert s1["blocks_made"] > 0 and s1["cache_writes"] == s1["blocks_made"], s1
+    assert s2["blocks_made"] == 0 and s2["bytes_converted"] == 0, s2
+    assert s2["cache_hits"] == s1["blocks_made"] and s2["cache_corrupt"] == 0, s2
+    assert first.keys() == second.keys() and first
+    for k, t in second.items():
+        src = loaded[prefix + k]
+        want = src.to(tdt) if src.is_floating_point() else src
+        assert _same(t, want) and _same(first[k], want), f"{k}: differs from torch's .to({tdt})"
