@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "dirlist.h"
-#include "stinput.h"
 
 struct step {
 	char *name;         /* subdirectory of the root */
@@ -36,29 +36,6 @@ struct ckpt_run {
 
 static const char *const inner[] = { ".", "model/ckpt", "model", "ckpt", "checkpoint" };
 
-static int has_checkpoint(const char *dir)
-{
-	char p[PATH_MAX];
-	char **names;
-	size_t n;
-
-	snprintf(p, sizeof(p), "%s/.metadata", dir);
-	if (access(p, F_OK) == 0)
-		return 1;
-	if (ckpt_dir_list(dir, NULL, &names, &n) == 0) {
-		int found = 0;
-		for (size_t i = 0; i < n && !found; i++) {
-			const char *x = names[i];
-			size_t l = strlen(x);
-			found = !strncmp(x, "__", 2) && l > 11 && !strcmp(x + l - 9, ".metadata");
-		}
-		ckpt_names_free(names, n);
-		if (found)
-			return 1;
-	}
-	return ckpt_st_present(dir);
-}
-
 /* Where the checkpoint of a step lives, or NULL with the reason. */
 static char *locate(const char *root, const char *name, char **why)
 {
@@ -67,7 +44,7 @@ static char *locate(const char *root, const char *name, char **why)
 	*why = NULL;
 	for (size_t i = 0; i < sizeof(inner) / sizeof(inner[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s/%s", root, name, inner[i]);
-		if (has_checkpoint(p))
+		if (ckpt_catalog_present(p))
 			return realpath(p, NULL);
 		snprintf(t, sizeof(t), "%s/.metadata.tmp", p);
 		if (access(t, F_OK) == 0 && !*why)
@@ -105,7 +82,7 @@ int ckpt_run_detect(const char *dir)
 	size_t n;
 	int found = 0;
 
-	if (has_checkpoint(dir) || ckpt_dir_list(dir, NULL, &names, &n))
+	if (ckpt_catalog_present(dir) || ckpt_dir_list(dir, NULL, &names, &n))
 		return 0;
 	for (size_t i = 0; i < n && !found; i++) {
 		if (!is_subdir(dir, names[i]))
