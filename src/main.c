@@ -287,9 +287,10 @@ static int inspect_run(const char *cmd, const struct cli *c)
 		const char *why = NULL, *name = ckpt_run_step(run, i, &visible, &why);
 		struct ckpt_engine *g = visible ? ckpt_run_engine(run, i, &e) : NULL;
 		if (g)
-			ckpt_print_line(stdout, "  %-30s %zu tensors, %zu files%s%s", name, g->view.n,
+			ckpt_print_line(stdout, "  %-30s %zu tensors, %zu files%s%s%s", name, g->view.n,
 					g->layout.n, g->view.mapping ? ", mapping " : "",
-					g->view.mapping ? g->view.mapping : "");
+					g->view.mapping ? g->view.mapping : "",
+					ckpt_run_split(run, i) ? "; shown as model/ and ema/" : "");
 		else
 			ckpt_print_line(stdout, "  %-30s hidden: %s", name, visible ? e.msg : why);
 		ckpt_err_clear(&e);
