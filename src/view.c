@@ -244,14 +244,21 @@ static int apply_dtype_map(struct ckpt_view *v, json_t *map, const char *path, s
 }
 
 /* BAGEL's file name: the trained weights when the source or -o view says
- * so (or the directory is called model), else the EMA copy BAGEL loads. */
-static const char *bagel_file(const struct ckpt_opts *o, const char *realdir)
+ * so (or they come from a model.safetensors or a directory called model),
+ * else the EMA copy BAGEL loads; NULL for -o view=ema of a model.safetensors. */
+static const char *bagel_file(const struct ckpt_opts *o, const struct ckpt_catalog *c)
 {
-	const char *base = strrchr(realdir, '/');
-	base = base ? base + 1 : realdir;
+	const char *base = strrchr(c->realdir, '/');
+	int model_file = 0;
+
+	base = base ? base + 1 : c->realdir;
+	for (size_t i = 0; i < c->nfiles; i++)
+		model_file |= !strcmp(c->files[i].relpath, "model.safetensors");
 	if (o->source_view)
 		return o->source_view == 1 ? "model.safetensors" : "ema.safetensors";
-	if (o->view_model || (!o->view_ema && !strcmp(base, "model")))
+	if (o->view_ema && model_file)
+		return NULL;  /* the trained weights cannot be served as the EMA copy */
+	if (o->view_model || (!o->view_ema && (model_file || !strcmp(base, "model"))))
 		return "model.safetensors";
 	return "ema.safetensors";
 }
@@ -326,9 +333,12 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 	}
 	struct ckpt_mapping *m = NULL;
 	json_t *config = load_config(o->assets);
-	if (bagel)
+	if (bagel && !bagel_file(o, c))
+		rc = ckpt_err_set(e, -ENOENT, "%s: -o view=ema, but this BAGEL checkpoint holds only "
+				  "model.safetensors (no ema.safetensors)", c->dir);
+	else if (bagel)
 		rc = ckpt_bagel_apply(v, keep, names, nkeep, o->bagel_stage, !o->mapping_lax,
-				      bagel_file(o, c->realdir), e);
+				      bagel_file(o, c), e);
 	else if (!o->keep_all && !(o->mapping && !strcmp(o->mapping, "none")))
 		rc = choose_mapping(&m, o, config, keep, names, nkeep, c->realdir, e);
 	if (!rc && m) {

@@ -376,3 +376,22 @@ def test_run_root_model_and_ema_side_by_side(e2e_env, e2e_tmp, mount, bagel):
     assert set(e) == set(ema) and set(t) == set(bmodel)
     for k in ema:
         assert torch.equal(e[k], ema[k].to(torch.bfloat16)) and torch.equal(t[k], bmodel[k].to(torch.bfloat16)), k
+
+
+def test_bagel_model_only(e2e_env, e2e_tmp, ckptfs_bin, mount):
+    """A step that kept only model.safetensors: served under that name, and
+    -o view=ema is refused rather than passing trained weights off as EMA."""
+    import torch
+    from safetensors.torch import save_file
+    step = e2e_tmp / "bagel-model-only"
+    step.mkdir()
+    sd = bagel_state_dict(7)
+    save_file(sd, str(step / "model.safetensors"))
+    r = subprocess.run([str(ckptfs_bin), "inspect", str(step), "-o", "view=ema"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "holds only model.safetensors" in r.stderr, r.stderr
+    with mount(step, e2e_tmp / "mnt" / "bagel-model-only", "bagel_stage=1") as m:
+        assert sorted(p.name for p in m.iterdir()) == ["model.safetensors"]
+        served = _served(m / "model.safetensors")
+    assert set(served) == {k for k in sd if _cls(k) == "und"}
+    assert all(torch.equal(t, sd[k]) for k, t in served.items())
