@@ -524,6 +524,23 @@ static int find_metadata(struct ckpt_catalog *c, char ***list, size_t *n, struct
 			    "PyTorch Distributed Checkpoint directory", c->dir);
 }
 
+int ckpt_catalog_present(const char *dir)
+{
+	char p[PATH_MAX];
+	char **names;
+	size_t n;
+
+	snprintf(p, sizeof(p), "%s/.metadata", dir);
+	if (access(p, F_OK) == 0)
+		return 1;
+	if (ckpt_dir_list(dir, is_rank_metadata, &names, &n) == 0) {
+		ckpt_names_free(names, n);
+		if (n)
+			return 1;
+	}
+	return ckpt_st_present(dir);
+}
+
 static void free_st_blob(void *v)
 {
 	struct { json_t *root; uint64_t data_start; } *blob = v;
@@ -556,13 +573,16 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 		goto out;
 	}
 	int st_input = 0;
-	if ((rc = find_metadata(c, &mds, &nmd, e)) < 0)
+	if (!o->source_file && (rc = find_metadata(c, &mds, &nmd, e)) < 0)
 		goto out;
-	if (rc == 1) {
+	if (rc == 1 || o->source_file) {
 		st_input = 1;
-		if ((rc = ckpt_st_load(c, e)))
+		if ((rc = ckpt_st_load(c, o->source_file, e)))
 			goto out;
-		snprintf(path, sizeof(path), "%zu *.safetensors headers (no .metadata)", c->nfiles);
+		if (o->source_file)
+			snprintf(path, sizeof(path), "%s header", o->source_file);
+		else
+			snprintf(path, sizeof(path), "%zu *.safetensors headers (no .metadata)", c->nfiles);
 		if (!(c->md_desc = strdup(path))) {
 			rc = oom(e);
 			goto out;

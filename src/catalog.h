@@ -25,6 +25,10 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 
 void ckpt_catalog_close(struct ckpt_catalog *c);
 
+/* Whether dir directly holds a checkpoint: .metadata, per-rank
+ * __N.metadata files, or *.safetensors files. */
+int ckpt_catalog_present(const char *dir);
+
 /* Checks a decoded item against its tensor and chunk (dtype, shape) and
  * stores it in ch.  label names the item in messages. */
 int ckpt_chunk_bind(const struct ckpt_tensor *t, struct ckpt_chunk *ch, const struct ckpt_item *it,

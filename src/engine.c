@@ -1,6 +1,7 @@
 /* engine.c - see engine.h. */
 #include "config.h"
 #include "engine.h"
+#include "assets.h"
 #include "blocks.h"
 #include "cachekey.h"
 #include "dcache.h"
@@ -11,30 +12,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_CACHE_BYTES (1024ull << 20)
 
-/* Finds config.json and tokenizer files next to the weights when -o assets
- * is not given: veRL's huggingface/, AutoModel's .hf_metadata/, VeOmni's
- * model_assets/, or a config.json in the checkpoint directory, its parent
- * (the step) or grandparent (the run root). */
-static char *find_assets(const char *dir)
+static int is_file(const char *dir, const char *name)
 {
-	static const char *const cands[] = {
-		"huggingface", ".hf_metadata", "model_assets", ".",
-		"../huggingface", "../.hf_metadata", "../model_assets", "..", "../..",
-	};
-	char path[PATH_MAX];
+	char p[PATH_MAX];
+	struct stat sb;
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
 
-	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s/config.json", dir, cands[i]);
-		if (access(path, R_OK) == 0) {
-			snprintf(path, sizeof(path), "%s/%s", dir, cands[i]);
-			return realpath(path, NULL);
-		}
+int ckpt_engine_pair(const char *dir, int *files)
+{
+	char p[PATH_MAX], q[PATH_MAX];
+	int have = 0;
+
+	*files = 0;
+	snprintf(p, sizeof(p), "%s/.metadata", dir);
+	if (access(p, F_OK) == 0)
+		return 0;  /* a DCP checkpoint: EMA copies are ema.state.* entries */
+	if (is_file(dir, "ema.safetensors")) {
+		*files = 1;
+		return CKPT_VIEW_EMA | (is_file(dir, "model.safetensors") ? CKPT_VIEW_MODEL : 0);
 	}
-	return NULL;
+	if (ckpt_catalog_present(dir))
+		return 0;
+	snprintf(p, sizeof(p), "%s/ema", dir);
+	snprintf(q, sizeof(q), "%s/model", dir);
+	if (ckpt_catalog_present(p))
+		have = CKPT_VIEW_EMA | (ckpt_catalog_present(q) ? CKPT_VIEW_MODEL : 0);
+	return have;
+}
+
+/* Whether the catalogue holds TorchTitan EMA copies (ema.state.*). */
+static int has_ema_entries(const struct ckpt_catalog *c)
+{
+	for (size_t i = 0; i < c->ntensors; i++)
+		if (!strncmp(c->tensors[i].name, "ema.state.", 10))
+			return 1;
+	return 0;
 }
 
 /* Does making t's bytes cost more than a read? */
@@ -111,12 +130,40 @@ int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_o
 	memset(g, 0, sizeof(*g));
 	g->dkey = -1;
 	g->opts = *o;
-	if ((rc = ckpt_catalog_open(&g->cat, src, o, e)))
-		return rc;
+	int files, pair = ckpt_engine_pair(src, &files);
+	if (pair) {
+		int want = o->view_ema ? CKPT_VIEW_EMA : o->view_model ? CKPT_VIEW_MODEL
+			   : (pair & CKPT_VIEW_EMA) ? CKPT_VIEW_EMA : CKPT_VIEW_MODEL;
+		const char *half = want == CKPT_VIEW_EMA ? "ema" : "model";
+		if (!(pair & want))
+			return ckpt_err_set(e, -ENOENT, "%s: -o view=%s, but there is no %s%s here", src,
+					    half, half, files ? ".safetensors" : "/ checkpoint");
+		if (files) {
+			g->opts.source_file = want == CKPT_VIEW_EMA ? "ema.safetensors" : "model.safetensors";
+		} else {
+			size_t n = strlen(src) + 8;
+			if (!(g->source = malloc(n)))
+				return ckpt_err_set(e, -ENOMEM, "out of memory");
+			snprintf(g->source, n, "%s/%s", src, half);
+			src = g->source;
+		}
+		g->opts.source_view = want;
+		g->views = pair;
+		g->served_view = want;
+	}
+	if ((rc = ckpt_catalog_open(&g->cat, src, &g->opts, e)))
+		goto fail_src;
+	if (!pair) {
+		g->served_view = o->view_ema ? CKPT_VIEW_EMA : CKPT_VIEW_MODEL;
+		g->views = CKPT_VIEW_MODEL | (has_ema_entries(&g->cat) ? CKPT_VIEW_EMA : 0);
+	}
 	if (!g->opts.assets) {
-		g->assets_found = find_assets(g->cat.realdir);
+		g->assets_found = ckpt_assets_find(g->cat.realdir, &g->assets_origin);
 		g->opts.assets = g->assets_found;
 		g->opts.assets_found = g->assets_found != NULL;
+	} else if (!(g->assets_origin = strdup("-o assets"))) {
+		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+		goto fail_cat;
 	}
 	o = &g->opts;
 	if ((rc = ckpt_view_build(&g->view, &g->cat, o, e)))
@@ -145,7 +192,11 @@ fail_view:
 fail_cat:
 	ckpt_catalog_close(&g->cat);
 	free(g->assets_found);
-	g->assets_found = NULL;
+	free(g->assets_origin);
+	g->assets_found = g->assets_origin = NULL;
+fail_src:
+	free(g->source);
+	g->source = NULL;
 	return rc;
 }
 
@@ -157,6 +208,8 @@ void ckpt_engine_close(struct ckpt_engine *g)
 	ckpt_view_free(&g->view);
 	ckpt_catalog_close(&g->cat);
 	free(g->assets_found);
+	free(g->assets_origin);
+	free(g->source);
 	memset(g, 0, sizeof(*g));
 }
 

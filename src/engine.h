@@ -17,9 +17,17 @@
  * where making them costs work; see ckpt_engine_read. */
 #define CKPT_BLOCK (1u << 20)
 
+/* Views of a checkpoint (bit mask): its trained weights, its EMA copy. */
+#define CKPT_VIEW_MODEL 1
+#define CKPT_VIEW_EMA 2
+
 struct ckpt_engine {
 	struct ckpt_opts opts;
-	char *assets_found;        /* assets directory discovered next to the weights */
+	char *assets_found;        /* assets directory discovered (not given) */
+	char *assets_origin;       /* where the assets directory came from, or NULL */
+	char *source;              /* the directory read (a model/EMA pair's half), or NULL */
+	int views;                 /* the views this checkpoint holds (CKPT_VIEW_* mask) */
+	int served_view;           /* the one served */
 	struct ckpt_catalog cat;
 	struct ckpt_view view;
 	struct ckpt_layout layout;
@@ -36,7 +44,16 @@ struct ckpt_engine {
  * buf; returns the length.  Thread-safe. */
 size_t ckpt_engine_stats(struct ckpt_engine *g, char *buf, size_t n);
 
-/* Opens src with options o (copied).  On failure nothing is left to free. */
+/* Whether dir holds a model/EMA pair: BAGEL's ema.safetensors (with or
+ * without model.safetensors), or ema/ (and model/) subdirectories each
+ * holding a checkpoint when dir itself holds none.  Returns the
+ * CKPT_VIEW_* mask of the halves present, 0 when dir is no pair.  *files is
+ * set when the halves are files. */
+int ckpt_engine_pair(const char *dir, int *files);
+
+/* Opens src with options o (copied).  A model/EMA pair serves -o view's half
+ * (default: the EMA copy, which BAGEL loads).  On failure nothing is left to
+ * free. */
 int ckpt_engine_open(struct ckpt_engine *g, const char *src, const struct ckpt_opts *o,
 		     struct ckpt_err *e);
 void ckpt_engine_close(struct ckpt_engine *g);

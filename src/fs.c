@@ -32,12 +32,17 @@
 #define ROOT_INO 1
 #define LATEST_INO 2         /* run mode: the "latest" symlink */
 
-/* Inodes: 1 the root; single checkpoint: file k is k + 2; run root: step s
- * is (s + 1) << 32 | 1 and its file k is (s + 1) << 32 | (k + 2). */
-#define STEP_INO(s) (((fuse_ino_t)(s) + 1) << 32 | 1)
-#define STATS_LO 0xffffffffu  /* .ckptfs-stats of a checkpoint directory */
+/* Inodes: 1 the root.  Single checkpoint: file k is k + 2, .ckptfs-stats
+ * STATS_X.  Run root: step s has s + 1 in the high 32 bits; the low ones are
+ * sub << 30 | x, where sub 0 is the step directory itself and 1 / 2 its
+ * model/ and ema/ view directories (split steps only), and x is 1 for the
+ * directory, k + 2 for its file k and STATS_X for its .ckptfs-stats. */
+#define SUB_SHIFT 30
+#define X_MASK 0x3fffffffu
+#define STATS_X X_MASK
 #define STATS_NAME ".ckptfs-stats"
-#define FILE_INO(s, k) (((fuse_ino_t)(s) + 1) << 32 | ((fuse_ino_t)(k) + 2))
+#define INO(s, sub, x) (((fuse_ino_t)(s) + 1) << 32 | (fuse_ino_t)(sub) << SUB_SHIFT | (fuse_ino_t)(x))
+#define STEP_INO(s) INO(s, 0, 1)
 
 struct fs {
 	struct ckpt_engine *g;   /* single checkpoint, or NULL */
@@ -49,12 +54,15 @@ struct fs {
 };
 
 /* What an inode stands for. */
-enum node_kind { N_NONE, N_ROOT, N_STEP, N_FILE, N_LATEST, N_STATS };
+enum node_kind { N_NONE, N_ROOT, N_STEP, N_VIEW, N_FILE, N_LATEST, N_STATS };
 struct node {
 	enum node_kind kind;
-	struct ckpt_engine *g;   /* N_FILE */
+	struct ckpt_engine *g;   /* N_FILE, N_STATS */
 	size_t step, file;
+	int sub;                 /* 0, or the view (CKPT_VIEW_*) of a split step */
 };
+
+static const char *const view_dir[] = { NULL, "model", "ema" };
 
 static void raise_readahead(const char *mountpoint);
 
@@ -77,13 +85,13 @@ static struct fs *fs_of(fuse_req_t req)
 
 static struct node resolve(struct fs *fs, fuse_ino_t ino)
 {
-	struct node n = { N_NONE, NULL, 0, 0 };
+	struct node n = { N_NONE, NULL, 0, 0, 0 };
 	uint64_t hi = ino >> 32, lo = ino & 0xffffffffu;
 
 	if (ino == ROOT_INO) {
 		n.kind = N_ROOT;
 	} else if (!fs->run) {
-		if (hi == 0 && lo == STATS_LO) {
+		if (hi == 0 && lo == STATS_X) {
 			n.kind = N_STATS;
 			n.g = fs->g;
 		} else if (hi == 0 && lo >= 2 && lo - 2 < fs->g->layout.n) {
@@ -94,21 +102,31 @@ static struct node resolve(struct fs *fs, fuse_ino_t ino)
 	} else if (ino == LATEST_INO) {
 		n.kind = N_LATEST;
 	} else if (hi > 0) {
-		int visible = 0;
+		int visible = 0, sub = (int)(lo >> SUB_SHIFT);
+		uint64_t x = lo & X_MASK;
 		n.step = hi - 1;
-		if (!ckpt_run_step(fs->run, n.step, &visible, NULL) || !visible)
+		if (!ckpt_run_step(fs->run, n.step, &visible, NULL) || !visible || sub > 2)
 			return n;
-		if (lo == 1) {
+		if (x == 1 && sub == 0) {
 			n.kind = N_STEP;
-		} else {
-			struct ckpt_err e = { 0 };
-			n.g = ckpt_run_engine(fs->run, n.step, &e);
-			if (n.g && lo == STATS_LO) {
-				n.kind = N_STATS;
-			} else if (n.g && lo - 2 < n.g->layout.n) {
-				n.kind = N_FILE;
-				n.file = lo - 2;
-			}
+			return n;
+		}
+		int split = ckpt_run_split(fs->run, n.step);
+		if (split != (sub != 0))
+			return n;  /* files of a split step live in its view directories */
+		n.sub = sub;
+		if (x == 1) {
+			n.kind = N_VIEW;
+			return n;
+		}
+		struct ckpt_err e = { 0 };
+		n.g = sub ? ckpt_run_view_engine(fs->run, n.step, sub, &e)
+			  : ckpt_run_engine(fs->run, n.step, &e);
+		if (n.g && x == STATS_X) {
+			n.kind = N_STATS;
+		} else if (n.g && x - 2 < n.g->layout.n) {
+			n.kind = N_FILE;
+			n.file = x - 2;
 		}
 	}
 	return n;
@@ -128,6 +146,7 @@ static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 	switch (n.kind) {
 	case N_ROOT:
 	case N_STEP:
+	case N_VIEW:
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 		return 0;
@@ -199,12 +218,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_entry(req, fs, STEP_INO(s), TIMEOUT);
 		return;
 	}
+	if (p.kind == N_STEP && ckpt_run_split(fs->run, p.step)) {
+		int v = !strcmp(name, view_dir[1]) ? 1 : !strcmp(name, view_dir[2]) ? 2 : 0;
+		if (v)
+			reply_entry(req, fs, INO(p.step, v, 1), TIMEOUT);
+		else
+			fuse_reply_err(req, ENOENT);
+		return;
+	}
 	if (p.kind == N_ROOT) {
 		g = fs->g;
-	} else if (p.kind == N_STEP) {
+	} else if (p.kind == N_STEP || p.kind == N_VIEW) {
 		struct ckpt_err e = { 0 };
 		step = p.step;
-		if (!(g = ckpt_run_engine(fs->run, step, &e))) {
+		g = p.sub ? ckpt_run_view_engine(fs->run, step, p.sub, &e)
+			  : ckpt_run_engine(fs->run, step, &e);
+		if (!g) {
 			ckpt_print_line(stderr, "ckptfs: %s", e.msg);
 			fuse_reply_err(req, EIO);
 			return;
@@ -214,11 +243,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!strcmp(name, STATS_NAME))  /* reachable by name, never listed */
-		reply_entry(req, fs, fs->run ? ((fuse_ino_t)(step + 1) << 32 | STATS_LO) : STATS_LO, 0);
+		reply_entry(req, fs, fs->run ? INO(step, p.sub, STATS_X) : STATS_X, 0);
 	else if ((i = ckpt_layout_find(&g->layout, name)) < 0)
 		fuse_reply_err(req, ENOENT);
 	else
-		reply_entry(req, fs, fs->run ? FILE_INO(step, i) : (fuse_ino_t)i + 2, TIMEOUT);
+		reply_entry(req, fs, fs->run ? INO(step, p.sub, i + 2) : (fuse_ino_t)i + 2, TIMEOUT);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -267,13 +296,15 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 	(void)fi;
 
-	if (n.kind != N_ROOT && n.kind != N_STEP) {
+	if (n.kind != N_ROOT && n.kind != N_STEP && n.kind != N_VIEW) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	if (n.kind == N_STEP || !fs->run) {
+	int split = n.kind == N_STEP && ckpt_run_split(fs->run, n.step);
+	if ((n.kind != N_ROOT || !fs->run) && !split) {
 		struct ckpt_err e = { 0 };
-		g = fs->run ? ckpt_run_engine(fs->run, n.step, &e) : fs->g;
+		g = !fs->run ? fs->g : n.sub ? ckpt_run_view_engine(fs->run, n.step, n.sub, &e)
+					     : ckpt_run_engine(fs->run, n.step, &e);
 		if (!g) {
 			ckpt_print_line(stderr, "ckptfs: %s", e.msg);
 			fuse_reply_err(req, EIO);
@@ -284,16 +315,20 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (!g && off == 0)
+	if (!g && !split && off == 0)
 		ckpt_run_rescan(fs->run, RESCAN_MS);
-	/* entries: ".", "..", then the files, or "latest" and the steps */
-	size_t total = g ? g->layout.n + 2 : ckpt_run_count(fs->run) + 3;
+	/* entries: ".", "..", then the files, the two views, or "latest" and the steps */
+	size_t total = g ? g->layout.n + 2 : split ? 4 : ckpt_run_count(fs->run) + 3;
 	for (size_t i = (size_t)off; i < total; i++) {
 		int more = 1;
 		if (i < 2) {
 			more = add_entry(req, buf, size, &used, i ? ".." : ".", ino, S_IFDIR, (off_t)i + 1);
+		} else if (split) {
+			int v = i == 2 ? CKPT_VIEW_EMA : CKPT_VIEW_MODEL;
+			more = add_entry(req, buf, size, &used, view_dir[v], INO(n.step, v, 1), S_IFDIR,
+					 (off_t)i + 1);
 		} else if (g) {
-			fuse_ino_t fino = fs->run ? FILE_INO(n.step, i - 2) : (fuse_ino_t)i;
+			fuse_ino_t fino = fs->run ? INO(n.step, n.sub, i) : (fuse_ino_t)i;
 			more = add_entry(req, buf, size, &used, g->layout.f[i - 2].name, fino, S_IFREG,
 					 (off_t)i + 1);
 		} else if (i == 2) {
@@ -318,7 +353,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct node n = resolve(fs_of(req), ino);
-	if (n.kind == N_ROOT || n.kind == N_STEP) {
+	if (n.kind == N_ROOT || n.kind == N_STEP || n.kind == N_VIEW) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}

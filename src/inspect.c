@@ -55,12 +55,24 @@ void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int detail, const char 
 			g->view.stripped ? " (wrapper '" : "", g->view.stripped ? g->view.stripped : "",
 			g->view.stripped ? ".' stripped from every name)" : "");
 	if (g->opts.assets)
-		ckpt_print_line(fp, "assets: %s%s", g->opts.assets,
-				g->assets_found ? " (found next to the weights)" : "");
+		ckpt_print_line(fp, "assets: %s (%s)", g->opts.assets,
+				g->assets_origin ? g->assets_origin : "found");
 	else
 		fprintf(fp, "assets: none (weights only; -o assets=DIR adds config and tokenizer)\n");
 	if (g->view.mapping)
 		ckpt_print_line(fp, "mapping: %s", g->view.mapping);
+	if (g->view.note)
+		ckpt_print_line(fp, "layout: %s", g->view.note);
+	if (g->views == (CKPT_VIEW_MODEL | CKPT_VIEW_EMA))
+		ckpt_print_line(fp, "view: %s (this checkpoint also holds its %s: -o view=%s)",
+				g->served_view == CKPT_VIEW_EMA ? "ema" : "model",
+				g->served_view == CKPT_VIEW_EMA ? "trained weights" : "EMA copy",
+				g->served_view == CKPT_VIEW_EMA ? "model" : "ema");
+	if (g->source)
+		ckpt_print_line(fp, "reading: %s", g->source);
+	if (g->view.dtype_mapped)
+		ckpt_print_line(fp, "dtypes: %zu tensors in their original HuggingFace dtype "
+				"(.hf_metadata/fqn_to_dtype_mapping.json)", g->view.dtype_mapped);
 	fprintf(fp, "files:\n");
 	for (size_t i = 0; i < l->n; i++) {
 		const struct ckpt_vfile *f = &l->f[i];
@@ -68,7 +80,7 @@ void ckpt_inspect(const struct ckpt_engine *g, FILE *fp, int detail, const char 
 		if (f->kind == CKPT_VF_WEIGHTS)
 			snprintf(what, sizeof(what), "  %zu tensors", f->next);
 		else if (f->kind == CKPT_VF_ASSET)
-			snprintf(what, sizeof(what), "  (asset)");
+			snprintf(what, sizeof(what), "  (asset%s)", f->head ? ", dtype patched" : "");
 		ckpt_print_line(fp, "  %-40s %14" PRIu64 " bytes%s", f->name, f->size, what);
 	}
 	if (detail) {

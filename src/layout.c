@@ -246,7 +246,7 @@ static int is_hf_asset_name(const char *n)
 		"config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json",
 		"vocab.json", "vocab.txt", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
 		"preprocessor_config.json", "processor_config.json", "chat_template.json",
-		"chat_template.jinja",
+		"chat_template.jinja", "llm_config.json", "vit_config.json",
 	};
 	size_t l = strlen(n);
 	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
@@ -256,12 +256,26 @@ static int is_hf_asset_name(const char *n)
 	       (l > 9 && !strcmp(n + l - 9, ".tiktoken"));
 }
 
-static int add_assets(struct ckpt_layout *l, const char *dir, int found, const char *dtype,
-		      struct ckpt_err *e)
+static int is_bagel_asset_name(const char *n)
+{
+	return !strcmp(n, "ae.safetensors") || is_hf_asset_name(n);
+}
+
+static int is_bagel_extra_asset_name(const char *n)
+{
+	return !strcmp(n, "ae.safetensors") || is_asset_name(n);
+}
+
+/* Shows dir's asset files (found: HuggingFace names only, no symlinks;
+ * bagel: BAGEL's VAE ae.safetensors too); config.json gets dtype when set. */
+static int add_assets(struct ckpt_layout *l, const char *dir, int found, int bagel,
+		      const char *dtype, struct ckpt_err *e)
 {
 	char **names, path[PATH_MAX];
 	size_t n;
-	int rc = ckpt_dir_list(dir, found ? is_hf_asset_name : is_asset_name, &names, &n);
+	int (*keep)(const char *) = bagel ? (found ? is_bagel_asset_name : is_bagel_extra_asset_name)
+					  : (found ? is_hf_asset_name : is_asset_name);
+	int rc = ckpt_dir_list(dir, keep, &names, &n);
 
 	if (rc)
 		return ckpt_err_set(e, rc, "assets directory %s: %s", dir, strerror(-rc));
@@ -284,6 +298,11 @@ static int add_assets(struct ckpt_layout *l, const char *dir, int found, const c
 		}
 		f->fd = fd;
 		f->size = (uint64_t)sb.st_size;
+		if (ckpt_layout_find(l, names[i]) != (int)l->n - 1) {
+			rc = ckpt_err_set(e, -EEXIST, "assets directory %s: '%s' would hide a weights file "
+					  "of the same name", dir, names[i]);
+			break;
+		}
 		if (dtype && !strcmp(f->name, "config.json"))
 			rc = patch_asset(f, dtype, e);
 	}
@@ -390,9 +409,16 @@ int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const st
 	memset(l, 0, sizeof(*l));
 	if (!file_of)
 		return oom(e);
-	mirrored = plan_from_index(v, o->assets, file_of, &names, &nfiles);
-	if (!mirrored && plan_by_size(v, max, file_of, &names, &nfiles))
-		rc = oom(e);
+	if (v->weights_file) {  /* BAGEL: one file under its own name, as BAGEL loads it */
+		mirrored = 0;
+		nfiles = 1;
+		if (!(names = calloc(1, sizeof(*names))) || !(names[0] = strdup(v->weights_file)))
+			rc = oom(e);
+	} else {
+		mirrored = plan_from_index(v, o->assets, file_of, &names, &nfiles);
+		if (!mirrored && plan_by_size(v, max, file_of, &names, &nfiles))
+			rc = oom(e);
+	}
 	for (size_t i = 0; i < v->n; i++)
 		l->tensor_bytes += v->t[i].nbytes;
 	for (size_t k = 0; k < nfiles && !rc; k++) {
@@ -415,8 +441,10 @@ int ckpt_layout_build(struct ckpt_layout *l, const struct ckpt_view *v, const st
 	free(file_of);
 	if (!rc && (nfiles > 1 || mirrored))
 		rc = render_index(l, e);
+	/* BAGEL's configs are served byte for byte: its loader reads no torch_dtype */
 	if (!rc && o->assets)
-		rc = add_assets(l, o->assets, o->assets_found, o->dtype != CKPT_DT_INVALID && !o->dtype_auto ?
+		rc = add_assets(l, o->assets, o->assets_found, v->weights_file != NULL,
+				o->dtype != CKPT_DT_INVALID && !o->dtype_auto && !v->weights_file ?
 				ckpt_dtype_name(o->dtype) : NULL, e);
 	if (rc)
 		ckpt_layout_free(l);

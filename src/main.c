@@ -32,6 +32,7 @@ struct cli {
 	char *dtype;
 	char *view;
 	char *ema_key;
+	char *bagel_stage;
 	char *explain;
 	int allow_holes;
 	int keep_all;
@@ -60,6 +61,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("dtype=%s", dtype, 0),
 	CLI_OPT("view=%s", view, 0),
 	CLI_OPT("ema_key=%s", ema_key, 0),
+	CLI_OPT("bagel_stage=%s", bagel_stage, 0),
 	CLI_OPT("mapping_strict=%s", mapping_strict, 0),
 	CLI_OPT("--explain=%s", explain, 0),
 	CLI_OPT("allow_holes", allow_holes, 1),
@@ -112,11 +114,17 @@ static void usage(FILE *fp)
 "                         keeps DCP names; FILE is a rule file of your own\n"
 "  -o dtype=bf16|fp16|fp32|orig|auto\n"
 "                         serve floating tensors in this dtype, converted on read\n"
-"                         exactly as torch's tensor.to(dtype); orig (default)\n"
-"                         as stored; auto: the assets' config.json torch_dtype\n"
-"  -o view=model|ema      serve the trained weights (default) or their EMA copies\n"
-"                         (TorchTitan ema.state.<name>.ema_params.<key>);\n"
-"                         -o ema_key=KEY picks one when there are several\n"
+"                         exactly as torch's tensor.to(dtype); orig: as stored;\n"
+"                         auto: the assets' config.json torch_dtype; default:\n"
+"                         as stored, or AutoModel's .hf_metadata dtypes (also\n"
+"                         with auto)\n"
+"  -o view=model|ema      serve the trained weights or their EMA copies\n"
+"                         (TorchTitan ema.state.<name>.ema_params.<key>: model by\n"
+"                         default; BAGEL ema.safetensors/model.safetensors or\n"
+"                         ema/ and model/: ema by default); -o ema_key=KEY picks\n"
+"                         one when there are several; a run root shows model/\n"
+"                         and ema/ in each step holding both when view is unset\n"
+"  -o bagel_stage=1|2     BAGEL: serve the UND keys (1) or UND+GEN (2), not all\n"
 "  -o mapping_strict=0    leave out (and list) source tensors no rule matches\n"
 "                         instead of refusing the checkpoint\n"
 "  -o keep_all            show every tensor under its raw DCP name\n"
@@ -182,6 +190,14 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 			return -EINVAL;
 		}
 		o->view_ema = !strcmp(c->view, "ema");
+		o->view_model = !o->view_ema;
+	}
+	if (c->bagel_stage) {
+		if (strcmp(c->bagel_stage, "1") && strcmp(c->bagel_stage, "2")) {
+			fprintf(stderr, "ckptfs: -o bagel_stage=%s: expected 1 or 2\n", c->bagel_stage);
+			return -EINVAL;
+		}
+		o->bagel_stage = c->bagel_stage[0] - '0';
 	}
 	if (c->dtype) {
 		static const struct { const char *name; enum ckpt_dtype dt; } dts[] = {
@@ -201,6 +217,7 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 			return -EINVAL;
 		} else {
 			o->dtype = dts[i].dt;
+			o->dtype_orig = o->dtype == CKPT_DT_INVALID;
 		}
 	}
 	if (c->mapping_strict) {
@@ -332,6 +349,7 @@ static void free_cli(struct cli *c)
 	free(c->dtype);
 	free(c->view);
 	free(c->ema_key);
+	free(c->bagel_stage);
 	free(c->explain);
 	for (int i = 0; i < c->npos; i++)
 		free(c->pos[i]);
@@ -374,9 +392,10 @@ static int inspect_run(const char *cmd, const struct cli *c)
 		const char *why = NULL, *name = ckpt_run_step(run, i, &visible, &why);
 		struct ckpt_engine *g = visible ? ckpt_run_engine(run, i, &e) : NULL;
 		if (g)
-			ckpt_print_line(stdout, "  %-30s %zu tensors, %zu files%s%s", name, g->view.n,
+			ckpt_print_line(stdout, "  %-30s %zu tensors, %zu files%s%s%s", name, g->view.n,
 					g->layout.n, g->view.mapping ? ", mapping " : "",
-					g->view.mapping ? g->view.mapping : "");
+					g->view.mapping ? g->view.mapping : "",
+					ckpt_run_split(run, i) ? "; shown as model/ and ema/" : "");
 		else
 			ckpt_print_line(stdout, "  %-30s hidden: %s", name, visible ? e.msg : why);
 		ckpt_err_clear(&e);
@@ -476,6 +495,9 @@ static int run_mount(struct fuse_args *args, struct cli *c)
 		if (!g.opts.assets)
 			ckpt_warn("%s: no config.json next to the weights and no -o assets=DIR: "
 				  "serving the weights only", c->pos[0]);
+		else if (g.assets_found)
+			ckpt_print_line(stderr, "ckptfs: assets from %s (%s)", g.opts.assets,
+					g.assets_origin ? g.assets_origin : "found");
 		rc = ckpt_fs_serve(&g, NULL, args, fo.mountpoint, fo.foreground, fo.singlethread,
 				   fo.clone_fd, fo.max_threads);
 		ckpt_engine_close(&g);

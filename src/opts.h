@@ -27,7 +27,10 @@ struct ckpt_opts {
 	enum ckpt_dtype dtype;    /* served floating dtype, CKPT_DT_INVALID = as stored */
 	int dtype_auto;           /* dtype=auto: from the assets' config.json */
 	int view_ema;             /* view=ema: EMA copies instead of trained weights */
+	int view_model;           /* view=model given explicitly (BAGEL's default is ema) */
 	const char *ema_key;      /* which EMA copy (ema_params.<key>), NULL: the only one */
+	int dtype_orig;           /* dtype=orig given: as stored, .hf_metadata dtypes ignored */
+	int bagel_stage;          /* BAGEL key classes served: 0 all, 1 UND, 2 UND+GEN */
 	const char *cache_dir;    /* on-disk block cache directory, NULL: none */
 	uint64_t cache_size;      /* its size cap */
 	uint64_t cache_min_free;  /* free space it leaves on its file system */
@@ -36,6 +39,10 @@ struct ckpt_opts {
 	 * themselves): the open cache directory and the mount's block pool. */
 	struct ckpt_dcache *dcache;
 	struct ckpt_blocks *blocks;
+	/* set by the engine, not by the command line */
+	const char *source_file;  /* read only this *.safetensors file of the directory */
+	int source_view;          /* the source is one half of a model/EMA pair: 1 trained
+	                             weights, 2 EMA copy (no ema.state selection then) */
 };
 
 #endif

@@ -94,6 +94,7 @@ void ckpt_view_free(struct ckpt_view *v)
 	free(v->skipped);
 	free(v->stripped);
 	free(v->mapping);
+	free(v->note);
 	memset(v, 0, sizeof(*v));
 }
 

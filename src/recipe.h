@@ -38,6 +38,10 @@ struct ckpt_view {
 	char *stripped;             /* the wrapper prefix removed, or NULL */
 	char *mapping;              /* name of the mapping applied, or NULL */
 	enum ckpt_dtype served;     /* dtype floating tensors are served in, or INVALID */
+	const char *weights_file;   /* BAGEL: the one weights file ("ema.safetensors" or
+	                               "model.safetensors"), else NULL */
+	char *note;                 /* what the naming stage recognised (for inspect), or NULL */
+	size_t dtype_mapped;        /* tensors served in their .hf_metadata dtype */
 };
 
 /* Adds an output tensor with no segments yet; NULL when out of memory.

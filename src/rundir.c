@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "dirlist.h"
-#include "stinput.h"
 
 struct step {
 	char *name;         /* subdirectory of the root */
@@ -23,6 +23,8 @@ struct step {
 	int64_t number;     /* iteration number from the name, -1 if none */
 	struct ckpt_engine *g;
 	int failed;
+	struct ckpt_engine *alt;  /* the other view of a split step */
+	int alt_failed;
 };
 
 struct ckpt_run {
@@ -36,38 +38,19 @@ struct ckpt_run {
 
 static const char *const inner[] = { ".", "model/ckpt", "model", "ckpt", "checkpoint" };
 
-static int has_checkpoint(const char *dir)
-{
-	char p[PATH_MAX];
-	char **names;
-	size_t n;
-
-	snprintf(p, sizeof(p), "%s/.metadata", dir);
-	if (access(p, F_OK) == 0)
-		return 1;
-	if (ckpt_dir_list(dir, NULL, &names, &n) == 0) {
-		int found = 0;
-		for (size_t i = 0; i < n && !found; i++) {
-			const char *x = names[i];
-			size_t l = strlen(x);
-			found = !strncmp(x, "__", 2) && l > 11 && !strcmp(x + l - 9, ".metadata");
-		}
-		ckpt_names_free(names, n);
-		if (found)
-			return 1;
-	}
-	return ckpt_st_present(dir);
-}
-
 /* Where the checkpoint of a step lives, or NULL with the reason. */
 static char *locate(const char *root, const char *name, char **why)
 {
 	char p[PATH_MAX], t[PATH_MAX + 16];
 
 	*why = NULL;
+	int files;
+	snprintf(p, sizeof(p), "%s/%s", root, name);
+	if (ckpt_engine_pair(p, &files))  /* BAGEL ema/ + model/: the step itself */
+		return realpath(p, NULL);
 	for (size_t i = 0; i < sizeof(inner) / sizeof(inner[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s/%s", root, name, inner[i]);
-		if (has_checkpoint(p))
+		if (ckpt_catalog_present(p))
 			return realpath(p, NULL);
 		snprintf(t, sizeof(t), "%s/.metadata.tmp", p);
 		if (access(t, F_OK) == 0 && !*why)
@@ -103,9 +86,10 @@ int ckpt_run_detect(const char *dir)
 {
 	char **names, *why;
 	size_t n;
-	int found = 0;
+	int found = 0, files;
 
-	if (has_checkpoint(dir) || ckpt_dir_list(dir, NULL, &names, &n))
+	if (ckpt_catalog_present(dir) || ckpt_engine_pair(dir, &files) ||
+	    ckpt_dir_list(dir, NULL, &names, &n))
 		return 0;
 	for (size_t i = 0; i < n && !found; i++) {
 		if (!is_subdir(dir, names[i]))
@@ -204,6 +188,10 @@ void ckpt_run_close(struct ckpt_run *r)
 			ckpt_engine_close(r->s[i].g);
 			free(r->s[i].g);
 		}
+		if (r->s[i].alt) {
+			ckpt_engine_close(r->s[i].alt);
+			free(r->s[i].alt);
+		}
 		free(r->s[i].name);
 		free(r->s[i].ckpt);
 		free(r->s[i].why);
@@ -259,26 +247,69 @@ long ckpt_run_find(struct ckpt_run *r, const char *name)
 	return found;
 }
 
-struct ckpt_engine *ckpt_run_engine(struct ckpt_run *r, size_t i, struct ckpt_err *e)
+/* Opens the engine of step i with options o into *slot once; locked. */
+static struct ckpt_engine *open_locked(struct ckpt_run *r, size_t i, struct ckpt_engine **slot,
+				       int *failed, const struct ckpt_opts *o, struct ckpt_err *e)
 {
 	struct ckpt_engine *g = NULL;
 
-	pthread_mutex_lock(&r->lock);
 	if (i >= r->n || !r->s[i].ckpt) {
 		ckpt_err_set(e, -ENOENT, "no step %zu", i);
-	} else if (r->s[i].g) {
-		g = r->s[i].g;
-	} else if (r->s[i].failed) {
+	} else if (*slot) {
+		g = *slot;
+	} else if (*failed) {
 		ckpt_err_set(e, -EIO, "%s/%s: could not be opened (see the first error)", r->root,
 			     r->s[i].name);
 	} else if (!(g = calloc(1, sizeof(*g)))) {
 		ckpt_err_set(e, -ENOMEM, "out of memory");
-	} else if (ckpt_engine_open(g, r->s[i].ckpt, &r->opts, e)) {
+	} else if (ckpt_engine_open(g, r->s[i].ckpt, o, e)) {
 		free(g);
 		g = NULL;
-		r->s[i].failed = 1;
+		*failed = 1;
 	} else {
-		r->s[i].g = g;
+		*slot = g;
+	}
+	return g;
+}
+
+struct ckpt_engine *ckpt_run_engine(struct ckpt_run *r, size_t i, struct ckpt_err *e)
+{
+	pthread_mutex_lock(&r->lock);
+	struct ckpt_engine *g = i < r->n ? open_locked(r, i, &r->s[i].g, &r->s[i].failed, &r->opts, e)
+				       : NULL;
+	if (i >= r->n)
+		ckpt_err_set(e, -ENOENT, "no step %zu", i);
+	pthread_mutex_unlock(&r->lock);
+	return g;
+}
+
+int ckpt_run_split(struct ckpt_run *r, size_t i)
+{
+	struct ckpt_err e = { 0 };
+	struct ckpt_engine *g;
+
+	if (r->opts.view_ema || r->opts.view_model)
+		return 0;
+	g = ckpt_run_engine(r, i, &e);
+	return g && g->views == (CKPT_VIEW_MODEL | CKPT_VIEW_EMA);
+}
+
+struct ckpt_engine *ckpt_run_view_engine(struct ckpt_run *r, size_t i, int view,
+					 struct ckpt_err *e)
+{
+	struct ckpt_engine *g;
+
+	if (!ckpt_run_split(r, i)) {
+		ckpt_err_set(e, -ENOENT, "step %zu shows no model/ and ema/ views", i);
+		return NULL;
+	}
+	pthread_mutex_lock(&r->lock);
+	g = r->s[i].g;
+	if (g->served_view != view) {
+		struct ckpt_opts o = r->opts;
+		o.view_ema = view == CKPT_VIEW_EMA;
+		o.view_model = view == CKPT_VIEW_MODEL;
+		g = open_locked(r, i, &r->s[i].alt, &r->s[i].alt_failed, &o, e);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return g;

@@ -5,7 +5,9 @@
  * becomes one engine, opened on first use.  Incomplete saves (no .metadata,
  * only .metadata.tmp; or, in a run whose steps carry VeOmni's
  * checkpoint_manifest.json, a step without one) are hidden, with the reason
- * kept for inspect.  The
+ * kept for inspect.  A step whose checkpoint holds both trained weights and
+ * an EMA copy (TorchTitan ema.state.*, BAGEL's ema/model pair) shows model/
+ * and ema/ subdirectories when -o view is not given.  The
  * root is rescanned on demand, so steps saved while mounted appear; step
  * indices never change, so inode numbers stay stable.  Thread-safe: every
  * function takes the run's lock. */
@@ -44,6 +46,16 @@ long ckpt_run_find(struct ckpt_run *r, const char *name);
 /* The engine of step i, opened on first use; NULL with a message in e when
  * it cannot be opened (the failure is remembered). */
 struct ckpt_engine *ckpt_run_engine(struct ckpt_run *r, size_t i, struct ckpt_err *e);
+
+/* Whether step i shows model/ and ema/ subdirectories instead of files:
+ * its checkpoint holds trained weights and an EMA copy, and -o view was not
+ * given.  Opens the step's engine. */
+int ckpt_run_split(struct ckpt_run *r, size_t i);
+
+/* The engine of view (CKPT_VIEW_MODEL or CKPT_VIEW_EMA) of a split step i,
+ * opened on first use; NULL with a message in e otherwise. */
+struct ckpt_engine *ckpt_run_view_engine(struct ckpt_run *r, size_t i, int view,
+					 struct ckpt_err *e);
 
 /* Name of the newest visible step (by iteration number in its name, or
  * Megatron's latest_checkpointed_iteration.txt), or NULL. Copied into buf. */

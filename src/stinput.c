@@ -278,7 +278,7 @@ out:
 	return rc;
 }
 
-int ckpt_st_load(struct ckpt_catalog *c, struct ckpt_err *e)
+int ckpt_st_load(struct ckpt_catalog *c, const char *only, struct ckpt_err *e)
 {
 	struct st_state s = { .c = c };
 	char **names;
@@ -288,7 +288,10 @@ int ckpt_st_load(struct ckpt_catalog *c, struct ckpt_err *e)
 	if (rc)
 		return ckpt_err_set(e, rc, "%s: cannot list directory: %s", c->dir, strerror(-rc));
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = read_file(&s, names[i], e);
+		if (!only || !strcmp(names[i], only))
+			rc = read_file(&s, names[i], e);
+	if (!rc && only && c->nfiles == 0)
+		rc = ckpt_err_set(e, -ENOENT, "%s/%s: no such safetensors file", c->dir, only);
 	for (size_t i = 0; i < c->ntensors && !rc; i++) {
 		struct ckpt_tensor *t = &c->tensors[i];
 		t->numel = 1;

@@ -32,11 +32,11 @@ int ckpt_st_header_load(int fd, uint64_t base, uint64_t avail, const char *label
 int ckpt_st_entry(json_t *ent, const char *label, const char *name, uint64_t data_start,
 		  uint64_t fsize, struct ckpt_st_entry *out, struct ckpt_err *e);
 
-/* Reads the headers of every *.safetensors file directly in c->realdir and
- * adds their tensors to c (files, tensors, chunks, already decoded).  The
- * caller checks coverage.  Returns 0 or -errno with a message naming the
- * file and byte offset or key. */
-int ckpt_st_load(struct ckpt_catalog *c, struct ckpt_err *e);
+/* Reads the headers of every *.safetensors file directly in c->realdir (or
+ * only the file called only, when not NULL) and adds their tensors to c
+ * (files, tensors, chunks, already decoded).  The caller checks coverage.
+ * Returns 0 or -errno with a message naming the file and byte offset or key. */
+int ckpt_st_load(struct ckpt_catalog *c, const char *only, struct ckpt_err *e);
 
 /* Whether dir directly holds at least one *.safetensors file. */
 int ckpt_st_present(const char *dir);

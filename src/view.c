@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bagel.h"
 #include "convert.h"
 #include "dirlist.h"
 #include "mapping.h"
@@ -193,6 +194,75 @@ static int use_ema(struct ckpt_catalog *c, struct ckpt_tensor **keep, size_t nke
 	return rc;
 }
 
+/* AutoModel's .hf_metadata/fqn_to_dtype_mapping.json ({"name": "BF16"};
+ * safetensors codes or torch names): the original HF dtype of each tensor.
+ * Looked for beside the weights, then in the assets directory.  NULL when
+ * there is none; path gets the file read. */
+static json_t *load_dtype_map(const char *realdir, const char *assets, char *path, size_t n)
+{
+	const char *dirs[] = { realdir, assets };
+	for (int i = 0; i < 2; i++) {
+		if (!dirs[i])
+			continue;
+		snprintf(path, n, "%s/%s", dirs[i], i ? "fqn_to_dtype_mapping.json"
+						     : ".hf_metadata/fqn_to_dtype_mapping.json");
+		json_t *m = access(path, R_OK) == 0 ? json_load_file(path, 0, NULL) : NULL;
+		if (m)
+			return m;
+	}
+	return NULL;
+}
+
+/* Serves every tensor the map names in its mapped dtype (a conversion from
+ * the stored one, or the stored one itself). */
+static int apply_dtype_map(struct ckpt_view *v, json_t *map, const char *path, struct ckpt_err *e)
+{
+	if (!json_is_object(map))
+		return ckpt_err_set(e, -EINVAL, "%s: expected a JSON object of tensor name -> dtype", path);
+	for (size_t i = 0; i < v->n; i++) {
+		struct ckpt_vtensor *t = &v->t[i];
+		json_t *val = json_object_get(map, t->name);
+		const char *s = json_string_value(val);
+		if (!val)
+			continue;
+		enum ckpt_dtype dt = s ? ckpt_dtype_from_st(s) : CKPT_DT_INVALID;
+		if (s && dt == CKPT_DT_INVALID)
+			dt = ckpt_dtype_from_torch(strncmp(s, "torch.", 6) ? s : s + 6);
+		enum ckpt_dtype stored = t->nseg ? t->seg[0].src->dtype : t->dtype;
+		if (dt == CKPT_DT_INVALID)
+			return ckpt_err_set(e, -EINVAL, "%s: tensor '%s': '%s' is not a dtype", path, t->name,
+					    s ? s : "(not a string)");
+		if (dt != stored && !ckpt_convert_supported(stored, dt))
+			return ckpt_err_set(e, -EINVAL, "%s: tensor '%s' is stored as %s and cannot be "
+					    "served as %s", path, t->name, ckpt_dtype_name(stored),
+					    ckpt_dtype_name(dt));
+		t->dtype = dt;
+		t->nbytes = t->numel * ckpt_dtype_size(dt);
+		v->dtype_mapped++;
+	}
+	return 0;
+}
+
+/* BAGEL's file name: the trained weights when the source or -o view says
+ * so (or they come from a model.safetensors or a directory called model),
+ * else the EMA copy BAGEL loads; NULL for -o view=ema of a model.safetensors. */
+static const char *bagel_file(const struct ckpt_opts *o, const struct ckpt_catalog *c)
+{
+	const char *base = strrchr(c->realdir, '/');
+	int model_file = 0;
+
+	base = base ? base + 1 : c->realdir;
+	for (size_t i = 0; i < c->nfiles; i++)
+		model_file |= !strcmp(c->files[i].relpath, "model.safetensors");
+	if (o->source_view)
+		return o->source_view == 1 ? "model.safetensors" : "ema.safetensors";
+	if (o->view_ema && model_file)
+		return NULL;  /* the trained weights cannot be served as the EMA copy */
+	if (o->view_model || (!o->view_ema && (model_file || !strcmp(base, "model"))))
+		return "model.safetensors";
+	return "ema.safetensors";
+}
+
 static int cmp_vt(const void *a, const void *b)
 {
 	return ckpt_natcmp(((const struct ckpt_vtensor *)a)->name,
@@ -227,8 +297,18 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 	}
 	if (rc)
 		goto fail;
+	/* BAGEL keys are served as they are (only AutoModel's "model." root goes) */
+	int bagel = 0;
+	char **raw = calloc(nkeep ? nkeep : 1, sizeof(*raw));
+	if (!raw)
+		goto oom;
+	for (size_t i = 0; i < nkeep; i++)
+		raw[i] = keep[i]->name;
+	if (!o->keep_all && ckpt_bagel_detect(raw, nkeep))
+		bagel = 1;
+	free(raw);
 	/* one shared top-level wrapper, e.g. "model." */
-	if (!o->keep_all && nkeep > 0) {
+	if (!o->keep_all && !bagel && nkeep > 0) {
 		const char *first = keep[0]->name, *dot = strchr(first, '.');
 		plen = dot ? (size_t)(dot - first) + 1 : 0;
 		for (size_t i = 1; i < nkeep && plen; i++)
@@ -242,7 +322,10 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 		goto oom;
 	for (size_t i = 0; i < nkeep; i++)
 		names[i] = keep[i]->name + plen;  /* the trained weight's name, also under view=ema */
-	if (o->view_ema && (rc = use_ema(c, keep, nkeep, o->ema_key, e))) {
+	if (!o->keep_all && !bagel && plen && ckpt_bagel_detect(names, nkeep))
+		bagel = 1;
+	if (o->view_ema && !o->source_view && !bagel &&
+	    (rc = use_ema(c, keep, nkeep, o->ema_key, e))) {
 		free(names);
 		free(keep);
 		ckpt_view_free(v);
@@ -250,7 +333,13 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 	}
 	struct ckpt_mapping *m = NULL;
 	json_t *config = load_config(o->assets);
-	if (!o->keep_all && !(o->mapping && !strcmp(o->mapping, "none")))
+	if (bagel && !bagel_file(o, c))
+		rc = ckpt_err_set(e, -ENOENT, "%s: -o view=ema, but this BAGEL checkpoint holds only "
+				  "model.safetensors (no ema.safetensors)", c->dir);
+	else if (bagel)
+		rc = ckpt_bagel_apply(v, keep, names, nkeep, o->bagel_stage, !o->mapping_lax,
+				      bagel_file(o, c), e);
+	else if (!o->keep_all && !(o->mapping && !strcmp(o->mapping, "none")))
 		rc = choose_mapping(&m, o, config, keep, names, nkeep, c->realdir, e);
 	if (!rc && m) {
 		if (!(v->mapping = strdup(ckpt_mapping_name(m))))
@@ -258,7 +347,7 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 		else
 			rc = ckpt_mapping_apply(m, v, keep, names, nkeep, !o->mapping_lax, e);
 	}
-	for (size_t i = 0; i < nkeep && !rc && !m; i++) {
+	for (size_t i = 0; i < nkeep && !rc && !m && !bagel; i++) {
 		struct ckpt_tensor *t = keep[i];
 		struct ckpt_vtensor *vt = ckpt_view_add(v, names[i], t->dtype, t->ndim, t->shape);
 		if (!vt || ckpt_vtensor_add_box(vt, t, NULL, NULL))
@@ -267,6 +356,13 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 	ckpt_mapping_free(m);
 	if (!rc)
 		apply_dtype(v, o->dtype_auto ? config_dtype(config) : o->dtype);
+	if (!rc && !o->keep_all && !o->dtype_orig && (o->dtype == CKPT_DT_INVALID || o->dtype_auto)) {
+		char mpath[PATH_MAX + 64];
+		json_t *map = load_dtype_map(c->realdir, o->assets, mpath, sizeof(mpath));
+		if (map)
+			rc = apply_dtype_map(v, map, mpath, e);
+		json_decref(map);
+	}
 	json_decref(config);
 	free(names);
 	free(keep);

@@ -165,6 +165,42 @@ def main():
            "run root: a VeOmni step without its completion marker is hidden")
         r = run("export", tmp, os.path.join(tmp, "out"))
         ok(r.returncode == 2 and "run root" in r.stderr, "export of a run root asks for one step")
+    with tempfile.TemporaryDirectory(prefix="ckptfs-runcfg-") as tmp:
+        # assets named by run configs: the YAML is read by ckptfs's own small
+        # parser, so nesting, quotes and comments are exercised here
+        it = os.path.join(tmp, "run", "iter_0000005")
+        shutil.copytree(src, it)
+        base = os.path.join(tmp, "base model")
+        shutil.copytree(hf, base)
+        yml = os.path.join(it, "run_config.yaml")
+        with open(yml, "w") as fp:
+            fp.write("# Megatron-Bridge\nmodel:\n  hidden_size: 64\n  hf_model_id: ../../missing  # old\n"
+                     "  extra_checkpoint_metadata:\n    hf_model_id: \"../../base model\"\n"
+                     "tokenizer:\n  hf_model_id: /etc\n")
+        r = run("inspect", it)
+        ok(r.returncode == 0 and f"assets: {os.path.realpath(base)} (model.extra_checkpoint_metadata."
+           f"hf_model_id in {os.path.realpath(yml)})" in r.stdout and "config.json" in r.stdout,
+           "run_config.yaml: model.extra_checkpoint_metadata.hf_model_id is used " +
+           ("" if r.returncode == 0 else r.stderr.strip()[:200]))
+        with open(yml, "w") as fp:
+            fp.write("model:\n  hf_model_id: ../../missing\ntokenizer:\n  hf_model_id: /etc\n")
+        r = run("inspect", it)
+        ok(r.returncode == 0 and "assets: none" in r.stdout and
+           "model.hf_model_id names '../../missing', which is not a directory here" in r.stderr,
+           f"run_config.yaml naming no directory: reported, no assets ({r.stderr.strip()[:200]})")
+        os.remove(yml)
+        with open(os.path.join(tmp, "run", "config.json"), "w") as fp:
+            json.dump({"job": {"dump_folder": "."}, "training": {"steps": 5},
+                       "model": {"hf_assets_path": "../base model"}}, fp)
+        r = run("inspect", it)
+        ok(r.returncode == 0 and f"(model.hf_assets_path in {os.path.realpath(tmp)}/run/config.json)"
+           in r.stdout, "TorchTitan job config in the run root: model.hf_assets_path " +
+           ("" if r.returncode == 0 else r.stderr.strip()[:200]))
+        out = os.path.join(tmp, "out")
+        r = run("export", "-q", it, out)
+        ok(r.returncode == 0 and open(os.path.join(out, "config.json"), "rb").read() ==
+           open(os.path.join(hf, "config.json"), "rb").read(),
+           "the run config is not served as config.json; the base model's is, byte for byte")
     r = run("inspect", os.path.join(FIX, "dcp", "megatron-core0.9-tp2"),
             "--explain=decoder.layers.1.self_attention.linear_qkv.weight")
     ok(r.returncode == 0 and "mapping: megatron-layers" in r.stdout and

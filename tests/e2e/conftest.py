@@ -12,7 +12,8 @@ Fixtures:
     fuse_available (session) skip unless /dev/fuse and fusermount3 are usable
     mount          mount(src, mnt, *opts) context manager: runs
                    `ckptfs SRC MNT -f -o opt1,opt2,...`, waits for
-                   model.safetensors or model.safetensors.index.json to appear
+                   model.safetensors, model.safetensors.index.json,
+                   ema.safetensors (BAGEL) or latest (run roots) to appear
                    (20 s), yields the mountpoint (Path), then fusermount3 -u.
                    NB: safetensors.torch.load_file() mmaps the file, so tensors
                    kept past the `with` keep the mount busy; the fixture then
@@ -52,7 +53,7 @@ if "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.envir
 MOUNT_TIMEOUT_S = 20.0
 UNMOUNT_TIMEOUT_S = 15.0
 BUSY_RETRY_S = 2.0
-READY_NAMES = ("model.safetensors", "model.safetensors.index.json")
+READY_NAMES = ("model.safetensors", "model.safetensors.index.json", "ema.safetensors", "latest")
 
 
 @pytest.fixture(scope="session")
