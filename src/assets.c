@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "jsonfile.h"
 
 #define MAX_RUN_CONFIG (16u << 20)
 
@@ -28,7 +29,7 @@ static int is_run_config(json_t *j)
 /* Whether path is a HuggingFace model config (a JSON object, not a run config). */
 static int is_hf_config(const char *path)
 {
-	json_t *j = access(path, R_OK) == 0 ? json_load_file(path, 0, NULL) : NULL;
+	json_t *j = ckpt_json_load(path, 0, NULL);
 	int ok = json_is_object(j) && !is_run_config(j);
 	json_decref(j);
 	return ok;
@@ -60,7 +61,7 @@ static char *resolve_dir(const char *file, const char *key, const char *val)
 /* TorchTitan: hf_assets_path (or model.hf_assets_path) of a JSON run config. */
 static char *from_titan(const char *path, char **origin)
 {
-	json_t *j = access(path, R_OK) == 0 ? json_load_file(path, 0, NULL) : NULL;
+	json_t *j = ckpt_json_load(path, 0, NULL);
 	const char *key = "hf_assets_path";
 	const char *v = json_string_value(json_object_get(j, key));
 	char *dir = NULL;

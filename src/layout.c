@@ -3,6 +3,7 @@
 #include "layout.h"
 #include "blob.h"
 #include "dirlist.h"
+#include "jsonfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -325,7 +326,7 @@ static int plan_from_index(const struct ckpt_view *v, const char *assets, size_t
 	if (!assets)
 		return 0;
 	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", assets);
-	if (!(root = json_load_file(path, 0, NULL)))
+	if (!(root = ckpt_json_load(path, 0, NULL)))
 		return 0;
 	wm = json_object_get(root, "weight_map");
 	for (size_t i = 0; i < v->n && ok; i++) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "expr.h"
+#include "jsonfile.h"
 
 #define MAX_NAME 1024
 
@@ -189,7 +190,7 @@ int ckpt_mapping_load(struct ckpt_mapping **out, const char *path, void *config,
 		return ckpt_err_set(e, -ENOMEM, "out of memory");
 	}
 	m->config = config;
-	if (!(m->root = json_load_file(path, JSON_REJECT_DUPLICATES, &je))) {
+	if (!(m->root = ckpt_json_load(path, JSON_REJECT_DUPLICATES, &je))) {
 		rc = ckpt_err_set(e, -EINVAL, "%s: line %d: %s", path, je.line, je.text);
 		goto fail;
 	}

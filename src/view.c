@@ -13,6 +13,7 @@
 #include "bagel.h"
 #include "convert.h"
 #include "dirlist.h"
+#include "jsonfile.h"
 #include "mapping.h"
 #include "strmap.h"
 
@@ -115,7 +116,7 @@ static json_t *load_config(const char *assets)
 	if (!assets)
 		return NULL;
 	snprintf(path, sizeof(path), "%s/config.json", assets);
-	return json_load_file(path, 0, NULL);
+	return ckpt_json_load(path, 0, NULL);
 }
 
 /* dtype=auto: the config's torch_dtype (or transformers 5 "dtype"). */
@@ -206,7 +207,7 @@ static json_t *load_dtype_map(const char *realdir, const char *assets, char *pat
 			continue;
 		snprintf(path, n, "%s/%s", dirs[i], i ? "fqn_to_dtype_mapping.json"
 						     : ".hf_metadata/fqn_to_dtype_mapping.json");
-		json_t *m = access(path, R_OK) == 0 ? json_load_file(path, 0, NULL) : NULL;
+		json_t *m = ckpt_json_load(path, 0, NULL);
 		if (m)
 			return m;
 	}

@@ -201,6 +201,27 @@ def main():
         ok(r.returncode == 0 and open(os.path.join(out, "config.json"), "rb").read() ==
            open(os.path.join(hf, "config.json"), "rb").read(),
            "the run config is not served as config.json; the base model's is, byte for byte")
+    # JSON files that are FIFOs (an index, a dtype mapping, a run config) never block
+    with tempfile.TemporaryDirectory() as tmp:
+        it = os.path.join(tmp, "ckpt")
+        shutil.copytree(src, it)
+        os.makedirs(os.path.join(it, ".hf_metadata"))
+        os.mkfifo(os.path.join(it, ".hf_metadata", "fqn_to_dtype_mapping.json"))
+        os.mkfifo(os.path.join(tmp, "config.json"))
+        assets = os.path.join(tmp, "assets")
+        shutil.copytree(hf, assets)
+        os.remove(os.path.join(assets, "config.json"))
+        os.mkfifo(os.path.join(assets, "config.json"))
+        os.mkfifo(os.path.join(assets, "model.safetensors.index.json"))
+        try:
+            r1 = run("inspect", it)
+            r2 = subprocess.run([BIN, "inspect", it, "-o", "assets=" + assets, "-o", "dtype=auto"],
+                                capture_output=True, text=True, timeout=20)
+            done = r1.returncode == 0 and r2.returncode == 0
+        except subprocess.TimeoutExpired:
+            done = False
+        ok(done, "FIFOs named config.json, model.safetensors.index.json and "
+           "fqn_to_dtype_mapping.json are skipped, never read (no hang)")
     r = run("inspect", os.path.join(FIX, "dcp", "megatron-core0.9-tp2"),
             "--explain=decoder.layers.1.self_attention.linear_qkv.weight")
     ok(r.returncode == 0 and "mapping: megatron-layers" in r.stdout and
