@@ -20,12 +20,15 @@ struct mrule {
 	json_t *j;          /* the rule object (borrowed from root) */
 	int drop;
 	size_t nunstack;
+	int capture[4];     /* "from_capture": unstack variable k is capture N when it matched; 0: none */
 };
 
 struct ckpt_mapping {
 	char *path;
 	json_t *root;
-	json_t *config;     /* borrowed */
+	json_t *config;     /* borrowed, or own_config */
+	json_t *own_config; /* made from Megatron args (ckpt_mapping_use_args) */
+	char *args_label;   /* the file those args came from */
 	struct mrule *r;
 	size_t n;
 };
@@ -41,6 +44,8 @@ struct env {
 	const char *vars[4];
 	int64_t vals[4];
 	int nvars;
+	int axis_var[4];                 /* unstacked leading axis a holds variable axis_var[a] */
+	int nax;
 	int depth;
 	struct ckpt_err *e;
 };
@@ -176,6 +181,72 @@ long_name:
 			    env->m->path, tmpl);
 }
 
+/* "extends": the named rule file of the same directory supplies the rules
+ * that follow this file's own ones, and the params and megatron_args this
+ * file does not set.  Its detect section is not inherited. */
+static int resolve_extends(json_t *root, const char *path, int depth, struct ckpt_err *e)
+{
+	json_t *ext = json_object_get(root, "extends");
+	char base[PATH_MAX];
+	json_error_t je;
+
+	if (!ext)
+		return 0;
+	const char *name = json_string_value(ext), *slash = strrchr(path, '/');
+	if (!name || !*name || strchr(name, '/') || name[0] == '.')
+		return ckpt_err_set(e, -EINVAL, "%s: \"extends\" must name a rule file of the same "
+				    "directory", path);
+	if (depth >= 4)
+		return ckpt_err_set(e, -ELOOP, "%s: \"extends\" nested more than 4 deep", path);
+	snprintf(base, sizeof(base), "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, name);
+	json_t *b = json_load_file(base, JSON_REJECT_DUPLICATES, &je);
+	if (!b)
+		return ckpt_err_set(e, -EINVAL, "%s (extended by %s): line %d: %s", base, path, je.line,
+				    je.text);
+	int rc = resolve_extends(b, base, depth + 1, e);
+	json_t *rules = json_array(), *own = json_object_get(root, "rules"), *br = json_object_get(b, "rules");
+	if (!rc && (!rules || (json_is_array(own) && json_array_extend(rules, own)) ||
+		    (json_is_array(br) && json_array_extend(rules, br)) ||
+		    json_object_set(root, "rules", rules)))
+		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+	static const char *const merged[] = { "params", "megatron_args" };
+	for (size_t i = 0; i < 2 && !rc; i++) {
+		json_t *mine = json_object_get(root, merged[i]), *theirs = json_object_get(b, merged[i]);
+		if (!json_is_object(theirs))
+			continue;
+		if (!mine && json_object_set_new(root, merged[i], (mine = json_object())))
+			rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+		else if (json_object_update_missing(mine, theirs))
+			rc = ckpt_err_set(e, -EINVAL, "%s: \"%s\" must be an object", path, merged[i]);
+	}
+	json_decref(rules);
+	json_decref(b);
+	return rc;
+}
+
+/* Reads a rule's "from_capture" object into r->capture. */
+static int read_from_capture(struct mrule *r, json_t *un)
+{
+	json_t *fc = json_object_get(r->j, "from_capture"), *v;
+	const char *var;
+
+	if (!fc)
+		return 0;
+	if (!json_is_object(fc))
+		return -EINVAL;
+	json_object_foreach(fc, var, v) {
+		size_t k;
+		for (k = 0; k < r->nunstack; k++)
+			if (!strcmp(var, json_string_value(json_array_get(un, k)) ?: ""))
+				break;
+		if (k == r->nunstack || !json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 9)
+			return -EINVAL;
+		r->capture[k] = (int)json_integer_value(v);
+	}
+	return 0;
+}
+
 int ckpt_mapping_load(struct ckpt_mapping **out, const char *path, void *config,
 		      struct ckpt_err *e)
 {
@@ -193,6 +264,8 @@ int ckpt_mapping_load(struct ckpt_mapping **out, const char *path, void *config,
 		rc = ckpt_err_set(e, -EINVAL, "%s: line %d: %s", path, je.line, je.text);
 		goto fail;
 	}
+	if ((rc = resolve_extends(m->root, path, 0, e)))
+		goto fail;
 	json_t *rules = json_object_get(m->root, "rules");
 	if (!json_is_array(rules) || !json_array_size(rules)) {
 		rc = ckpt_err_set(e, -EINVAL, "%s: expected a non-empty \"rules\" list", path);
@@ -227,6 +300,11 @@ int ckpt_mapping_load(struct ckpt_mapping **out, const char *path, void *config,
 			goto fail;
 		}
 		m->r[i].nunstack = un ? json_array_size(un) : 0;
+		if (read_from_capture(&m->r[i], un)) {
+			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu: \"from_capture\" must map unstack "
+					  "variables to capture numbers 1-9", path, i);
+			goto fail;
+		}
 		if (!m->r[i].drop && !json_object_get(r, "out") && !json_is_array(json_object_get(r, "outputs"))) {
 			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu ('%s') has neither \"drop\", \"out\" nor "
 					  "\"outputs\"", path, i, match);
@@ -247,6 +325,8 @@ void ckpt_mapping_free(struct ckpt_mapping *m)
 	for (size_t i = 0; i < m->n; i++)
 		regfree(&m->r[i].re);
 	free(m->r);
+	json_decref(m->own_config);
+	free(m->args_label);
 	json_decref(m->root);
 	free(m->path);
 	free(m);
@@ -261,6 +341,67 @@ const char *ckpt_mapping_name(const struct ckpt_mapping *m)
 int ckpt_mapping_priority(const struct ckpt_mapping *m)
 {
 	return (int)json_integer_value(json_object_get(m->root, "priority"));
+}
+
+/* Looks names up in the Megatron args object (ctx): integers and booleans. */
+static int args_lookup(void *ctx, const char *s, size_t len, int64_t *out)
+{
+	char key[128];
+	if (len >= sizeof(key))
+		return -ENOENT;
+	memcpy(key, s, len);
+	key[len] = '\0';
+	json_t *v = json_object_get(ctx, key);
+	if (json_is_integer(v))
+		*out = json_integer_value(v);
+	else if (json_is_boolean(v))
+		*out = json_is_true(v);
+	else
+		return -ENOENT;
+	return 0;
+}
+
+int ckpt_mapping_use_args(struct ckpt_mapping *m, void *args, const char *label,
+			  struct ckpt_err *e)
+{
+	json_t *table = json_object_get(m->root, "megatron_args"), *v;
+	const char *key;
+
+	if (m->config || !args || !table)
+		return 0;
+	if (!json_is_object(table))
+		return ckpt_err_set(e, -EINVAL, "%s: \"megatron_args\" must be an object", m->path);
+	json_t *cfg = json_object();
+	if (!cfg)
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	json_object_foreach(table, key, v) {
+		int64_t val;
+		struct ckpt_err scratch = { 0 };
+		if (!json_is_string(v)) {
+			json_decref(cfg);
+			return ckpt_err_set(e, -EINVAL, "%s: megatron_args '%s' must be an expression string",
+					    m->path, key);
+		}
+		int rc = ckpt_expr_eval(json_string_value(v), args_lookup, args, &val, &scratch);
+		if (rc == -ENOENT)
+			continue;  /* the args do not define it: a rule that needs it refuses */
+		if (rc || json_object_set_new(cfg, key, json_integer(val))) {
+			json_decref(cfg);
+			return ckpt_err_set(e, rc ? rc : -ENOMEM, "%s: megatron_args '%s' (over the args of %s): %s",
+					    m->path, key, label, rc ? scratch.msg : "out of memory");
+		}
+	}
+	if (!(m->args_label = strdup(label))) {
+		json_decref(cfg);
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	}
+	m->own_config = m->config = cfg;
+	return 0;
+}
+
+int ckpt_mapping_params_from_args(const struct ckpt_mapping *m)
+{
+	return m->own_config != NULL;
 }
 
 /* Whether regex (a JSON string) matches at least one of names; a bad regex
@@ -297,14 +438,24 @@ int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const 
 		if (!found)
 			return 0;
 	}
+	json_array_foreach(json_object_get(d, "keys_none"), i, v)
+		if (some_name_matches(v, names, n))
+			return 0;  /* no "keys_none" regex may match */
+	if (m->own_config && !json_is_true(json_object_get(d, "args")))
+		return 0;  /* parameters from Megatron args: only files that say they can use them */
 	json_t *arch = json_object_get(d, "architectures");
-	if (arch) {
+	if ((arch || json_object_get(d, "model_types")) && !m->own_config) {
+		/* the config names one of the architectures, or one of the model_types */
 		int found = 0;
 		json_t *have = json_object_get(m->config, "architectures"), *h;
+		json_t *mt = json_object_get(m->config, "model_type");
 		json_array_foreach(arch, i, v)
 			json_array_foreach(have, k, h)
 				found |= json_is_string(v) && json_is_string(h) &&
 					 !strcmp(json_string_value(v), json_string_value(h));
+		json_array_foreach(json_object_get(d, "model_types"), i, v)
+			found |= json_is_string(v) && json_is_string(mt) &&
+				 !strcmp(json_string_value(v), json_string_value(mt));
 		if (!found)
 			return 0;
 	}
@@ -530,14 +681,14 @@ static int make_output(struct env *env, struct ckpt_view *v, const struct mrule 
 		if (!ok)
 			return 0;
 	}
-	if ((size_t)src->ndim < r->nunstack)
-		return ckpt_err_set(env->e, -EINVAL, "%s: '%s' has %d dims, fewer than the %zu to unstack",
-				    env->m->path, env->name, src->ndim, r->nunstack);
+	if (src->ndim < env->nax)
+		return ckpt_err_set(env->e, -EINVAL, "%s: '%s' has %d dims, fewer than the %d to unstack",
+				    env->m->path, env->name, src->ndim, env->nax);
 	for (int d = 0; d < src->ndim; d++) {
 		lo[d] = 0;
 		hi[d] = src->shape[d];
-		if ((size_t)d < r->nunstack) {
-			lo[d] = env->vals[d];
+		if (d < env->nax) {
+			lo[d] = env->vals[env->axis_var[d]];
 			hi[d] = lo[d] + 1;
 		} else {
 			ps.map[ps.ndim] = d;
@@ -636,13 +787,23 @@ static int apply_rule(struct env *env, struct ckpt_view *v, const struct mrule *
 	int rc = 0;
 
 	env->nvars = (int)r->nunstack;
+	env->nax = 0;
 	for (size_t k = 0; k < r->nunstack; k++) {
 		env->vars[k] = json_string_value(json_array_get(un, k));
 		env->vals[k] = 0;
 		if (!env->vars[k])
 			return ckpt_err_set(env->e, -EINVAL, "%s: unstack names must be strings", env->m->path);
-		if ((int)k < src->ndim && src->shape[k] == 0)
+		int c = r->capture[k];
+		if (c && env->pm[c].rm_so >= 0) {  /* the name carries the index: no axis */
+			char var[4] = { '$', (char)('0' + c), '\0' };
+			if (lookup(env, var, 2, &env->vals[k]))
+				return ckpt_err_set(env->e, -EINVAL, "%s: capture %d of '%s' is not an index",
+						    env->m->path, c, env->name);
+			continue;
+		}
+		if (env->nax < src->ndim && src->shape[env->nax] == 0)
 			return 0;
+		env->axis_var[env->nax++] = (int)k;
 	}
 	for (;;) {
 		if (json_is_array(outs)) {
@@ -653,12 +814,12 @@ static int apply_rule(struct env *env, struct ckpt_view *v, const struct mrule *
 			return rc;
 		}
 		/* next index combination, last unstacked dim fastest */
-		int k = (int)r->nunstack - 1;
-		while (k >= 0 && ++env->vals[k] == src->shape[k]) {
-			env->vals[k] = 0;
-			k--;
+		int a = env->nax - 1;
+		while (a >= 0 && ++env->vals[env->axis_var[a]] == src->shape[a]) {
+			env->vals[env->axis_var[a]] = 0;
+			a--;
 		}
-		if (k < 0)
+		if (a < 0)
 			return 0;
 	}
 }
@@ -731,6 +892,9 @@ int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
 	free(used);
 	if (!rc && strict && unmatched)
 		return e->code;
+	if (rc && m->own_config)
+		ckpt_err_prefix(e, "mapping parameters from the Megatron args in %s (no config.json given)",
+				m->args_label);
 	if (rc)
 		return rc;
 	/* two rules must never make the same name */

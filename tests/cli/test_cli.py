@@ -96,6 +96,33 @@ def main():
         ok(r.returncode == 0 and "shifted.3 " in r.stdout and "shifted.13 " in r.stdout and
            "one_squeezed  BF16 [4]" in r.stdout,
            "templates do arithmetic on captures; squeeze drops size-1 dims")
+        cond = rules("cond.json", {"rules": [
+            {"match": "^lst\\.(1)$", "out": "c.{$1 == 1 ? 7 : nosuch}"},
+            {"match": "^lst\\.(0)$", "out": "c.{nosuch ?? $1 > 0 ? 8 : 9}"},
+            {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={cond}", "--tensors")
+        ok(r.returncode == 0 and "  c.7 " in r.stdout and "  c.9 " in r.stdout,
+           f"c ? a : b picks a branch; an undefined name in the branch not taken is harmless ({r.stderr.strip()[:100]})")
+        cap = rules("capture.json", {"rules": [
+            {"match": "^(w_row|lst\\.([0-9]+))$", "unstack": ["I"], "from_capture": {"I": 2},
+             "out": "u.{I}.{$1}"},
+            {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={cap}", "--tensors")
+        ok(r.returncode == 0 and "  u.4.w_row  F32 [4] " in r.stdout and "  u.1.lst.1  F32 [1] " in r.stdout
+           and "u.0.lst.1" not in r.stdout,
+           f"from_capture: the index comes from the name when captured, else from unstacking ({r.stderr.strip()[:100]})")
+        rules("base.json", {"params": {"k": 3, "j": 1},
+                            "rules": [{"match": "^w_(row|col)$", "out": "base.{$1}.{k}"},
+                                      {"match": "^(.*)$", "out": "{$1}"}]})
+        child = rules("child.json", {"extends": "base.json", "params": {"k": 5},
+                                     "rules": [{"match": "^w_col$", "out": "child.col.{k + j}"}]})
+        r = run("inspect", src, "-o", f"mapping={child}", "--tensors")
+        ok(r.returncode == 0 and "  child.col.6 " in r.stdout and "  base.row.5 " in r.stdout
+           and "  tr " in r.stdout,
+           f"extends: own rules first, then the base's; own params override ({r.stderr.strip()[:100]})")
+        esc = rules("escape.json", {"extends": "../base.json", "rules": [{"match": "x", "drop": True}]})
+        r = run("inspect", src, "-o", f"mapping={esc}")
+        ok(r.returncode == 1 and "same directory" in r.stderr, f"extends stays in its directory ({r.stderr.strip()[:100]})")
         sys.path.insert(0, os.path.join(REPO, "tests", "golden"))
         import dcp_ref
         a, b = os.path.join(tmp, "exp-a"), os.path.join(tmp, "exp-b")
