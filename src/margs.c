@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "blob.h"
+#include "dirlist.h"
 #include "pickle.h"
 #include "tzip.h"
 
@@ -78,36 +79,25 @@ static int namespace_json(const struct pv *ns, const char *label, json_t **out,
 	return 0;
 }
 
-int ckpt_megatron_args(const char *ckpt_dir, json_t **out, struct ckpt_err *e)
+/* The args in the torch.save archive b (common.pt, or the common_state
+ * item): *out stays NULL when its root holds no "args". */
+static int args_from_archive(const struct ckpt_blob *b, json_t **out, struct ckpt_err *e)
 {
-	char path[PATH_MAX];
-	struct stat st;
 	struct tzip z = { 0 };
 	struct ckpt_pickle pk = { 0 };
-	uint8_t *pkl = NULL;
-	int rc = 0, fd;
+	uint8_t *pkl = NULL, magic[4];
+	char label[PATH_MAX + 64];
+	int rc;
 
-	*out = NULL;
-	snprintf(path, sizeof(path), "%s/common.pt", ckpt_dir);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? 0 : ckpt_err_set(e, -errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return ckpt_err_set(e, -EINVAL, "%s: not a regular file", path);
-	}
-	struct ckpt_blob b = { .fd = fd, .len = (uint64_t)st.st_size, .label = path };
-	uint8_t magic[4];
-	if ((rc = ckpt_blob_read(&b, 0, magic, sizeof(magic), e)))
-		goto out;
-	if (memcmp(magic, "PK\3\4", 4) != 0) {
-		rc = ckpt_err_set(e, -EINVAL, "%s: byte 0: expected a torch.save zip archive", path);
-		goto out;
-	}
-	if ((rc = tzip_open(&z, &b, e)))
-		goto out;
+	if ((rc = ckpt_blob_read(b, 0, magic, sizeof(magic), e)))
+		return rc;
+	if (memcmp(magic, "PK\3\4", 4) != 0)
+		return ckpt_err_set(e, -EINVAL, "%s: byte 0: expected a torch.save zip archive", b->label);
+	if ((rc = tzip_open(&z, b, e)))
+		return rc;
 	const struct tzip_entry *pe = tzip_find(&z, "data.pkl");
 	if (!pe || pe->size > MAX_COMMON_PKL) {
-		rc = ckpt_err_set(e, -EINVAL, "%s: %s/data.pkl %s", path, z.prefix,
+		rc = ckpt_err_set(e, -EINVAL, "%s: %s/data.pkl %s", b->label, z.prefix,
 				  pe ? "is larger than 16 MiB" : "is missing");
 		goto out;
 	}
@@ -115,19 +105,79 @@ int ckpt_megatron_args(const char *ckpt_dir, json_t **out, struct ckpt_err *e)
 		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = ckpt_blob_read(&b, pe->data_off, pkl, pe->size, e)))
+	if ((rc = ckpt_blob_read(b, pe->data_off, pkl, pe->size, e)))
 		goto out;
-	char label[PATH_MAX + 16];
-	snprintf(label, sizeof(label), "%s: data.pkl", path);
+	snprintf(label, sizeof(label), "%s: data.pkl", b->label);
 	if ((rc = ckpt_pickle_parse(&pk, pkl, pe->size, label, e)))
 		goto out;
-	const struct pv *args = pk.root->kind == PV_DICT ? pv_dict_get(pk.root, "args") : NULL;
+	const struct pv *root = pk.root;
+	if ((root->kind == PV_LIST || root->kind == PV_TUPLE) && root->u.seq.n == 1)
+		root = root->u.seq.v[0];  /* a ShardedObject's value may come wrapped in a list */
+	const struct pv *args = root->kind == PV_DICT ? pv_dict_get(root, "args") : NULL;
 	if (args && args->kind != PV_NONE)
 		rc = namespace_json(args, label, out, e);
 out:
 	ckpt_pickle_free(&pk);
 	free(pkl);
 	tzip_free(&z);
+	return rc;
+}
+
+/* Megatron's common state inside the DCP payload: the bytes entry
+ * common_state (ShardedObject key common_state/shard_0_1). */
+static const struct ckpt_bytes_item *common_state_item(const struct ckpt_catalog *c)
+{
+	static const char key[] = "common_state";
+	for (size_t i = 0; i < c->nbitems; i++) {
+		const char *n = c->bitems[i].name;
+		if (!strncmp(n, key, sizeof(key) - 1) && (n[sizeof(key) - 1] == '\0' || n[sizeof(key) - 1] == '/'))
+			return &c->bitems[i];
+	}
+	return NULL;
+}
+
+int ckpt_megatron_args(const struct ckpt_catalog *c, json_t **out, char *where, size_t n,
+		       struct ckpt_err *e)
+{
+	char path[PATH_MAX + 64];
+	struct stat st;
+	int rc = 0, fd;
+
+	*out = NULL;
+	snprintf(where, n, "common.pt");
+	snprintf(path, sizeof(path), "%s/common.pt", c->realdir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+			rc = ckpt_err_set(e, -EINVAL, "%s: not a regular file", path);
+		} else {
+			struct ckpt_blob b = { .fd = fd, .len = (uint64_t)st.st_size, .label = path };
+			rc = args_from_archive(&b, out, e);
+		}
+		close(fd);
+		if (rc || *out)
+			return rc;
+	} else if (errno != ENOENT) {
+		return ckpt_err_set(e, -errno, "%s: %s", path, strerror(errno));
+	}
+	const struct ckpt_bytes_item *bi = common_state_item(c);
+	if (!bi)
+		return 0;
+	snprintf(where, n, "%s", bi->name);
+	snprintf(path, sizeof(path), "%s/%s (item '%s' at file offset %llu)", c->dir, bi->relpath, bi->name,
+		 (unsigned long long)bi->off);
+	if (bi->zstd)
+		return ckpt_err_set(e, -ENOTSUP, "%s: the item is zstd-compressed; reading the Megatron "
+				    "args from it is not supported", path);
+	if ((fd = ckpt_open_inside(c->realdir, bi->relpath, e)) < 0)
+		return fd;
+	if (fstat(fd, &st) != 0 || bi->off > (uint64_t)st.st_size ||
+	    bi->len > (uint64_t)st.st_size - bi->off) {
+		rc = ckpt_err_set(e, -EINVAL, "%s: the item's %llu bytes leave the file", path,
+				  (unsigned long long)bi->len);
+	} else {
+		struct ckpt_blob b = { .fd = fd, .base = bi->off, .len = bi->len, .label = path };
+		rc = args_from_archive(&b, out, e);
+	}
 	close(fd);
 	return rc;
 }

@@ -471,14 +471,19 @@ def _export(ckptfs_bin, ckpt, out, *opts):
                           capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("kind,vocab_known", [("llama", False), ("qwen3moe", True)])
-def test_megatron_params_from_common_pt_args(kind, vocab_known, e2e_env, e2e_tmp, ckptfs_bin, monkeypatch):
+@pytest.mark.parametrize("kind,vocab_known,where", [("llama", False, "common.pt"), ("qwen3moe", True, "common.pt"),
+                                                    ("llama", True, "common_state")])
+def test_megatron_params_from_common_pt_args(kind, vocab_known, where, e2e_env, e2e_tmp, ckptfs_bin,
+                                             monkeypatch):
     """Without a config.json the mapping parameters come from the training
-    args Megatron-LM keeps in common.pt: num_query_groups decides the QKV
-    split (wrong args are refused), padded_vocab_size (or vocab_size when the
-    args name it) the embedding rows; a config.json takes precedence."""
+    args Megatron-LM keeps in its common state (common.pt, or the
+    common_state/shard_0_1 bytes item of the DCP payload): num_query_groups
+    decides the QKV split (wrong args are refused), padded_vocab_size (or
+    vocab_size when the args name it) the embedding rows; a config.json takes
+    precedence."""
+    import io
     import torch
-    name = f"meg-args-{kind}"
+    name = f"meg-args-{kind}-{where}"
     model, cfg, ref, sd = _hf(kind, e2e_tmp, name)
     native = _megatron_native(sd, cfg)
     ckpt = e2e_tmp / name
@@ -486,13 +491,33 @@ def test_megatron_params_from_common_pt_args(kind, vocab_known, e2e_env, e2e_tmp
     (ckpt / "metadata.json").write_text(json.dumps(_MEGATRON_METADATA))
 
     def with_args(**over):
-        torch.save({"args": _megatron_args(cfg, monkeypatch, **over), "checkpoint_version": 3.0,
-                    "iteration": 10}, str(ckpt / "common.pt"))
+        common = {"args": _megatron_args(cfg, monkeypatch, **over), "checkpoint_version": 3.0, "iteration": 10}
+        if where == "common.pt":
+            torch.save(common, str(ckpt / "common.pt"))
+            return
+        # a ShardedObject as Megatron-Core's torch_dist strategy writes it: the list of
+        # the shards' data torch.save'd into a BytesIO that its MCoreSavePlanner
+        # (transform_object returns the object as is) writes as one raw bytes item
+        import torch.distributed.checkpoint as dcp
+
+        class RawBytesPlanner(dcp.DefaultSavePlanner):
+            def transform_object(self, write_item, object):
+                return object
+
+        buf = io.BytesIO()
+        torch.save([common], buf)
+        buf.seek(0)
+        torch.save({}, str(ckpt / "common.pt"))  # as Megatron-Core leaves it: no args
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcp.save({**native, "common_state/shard_0_1": buf}, planner=RawBytesPlanner(),
+                     storage_writer=dcp.FileSystemWriter(str(ckpt)))
 
     with_args(**({"vocab_size": cfg.vocab_size} if vocab_known else {}))
     r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "mapping: megatron-llama (parameters from the Megatron args in common.pt)" in r.stdout, r.stdout
+    src = "common.pt" if where == "common.pt" else "common_state/shard_0_1"
+    assert f"mapping: megatron-llama (parameters from the Megatron args in {src})" in r.stdout, r.stdout
     out = e2e_tmp / f"{name}-out"
     r = _export(ckptfs_bin, ckpt, out)
     assert r.returncode == 0, r.stderr
