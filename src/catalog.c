@@ -548,6 +548,29 @@ static void free_st_blob(void *v)
 	free(blob);
 }
 
+/* Records where each bytes entry is stored (no file is opened). */
+static int record_bytes_items(struct builder *b, struct ckpt_err *e)
+{
+	struct ckpt_catalog *c = b->c;
+	if (!c->nbytes)
+		return 0;
+	if (!(c->bitems = calloc(c->nbytes, sizeof(*c->bitems))))
+		return oom(e);
+	for (size_t i = 0; i < c->nbytes; i++) {
+		char *k = storage_key(c->bytes[i], NULL, 0, 0);
+		struct sinfo *si = k ? strmap_get(&b->storage, k) : NULL;
+		free(k);
+		if (!si)
+			continue;
+		struct ckpt_bytes_item *bi = &c->bitems[c->nbitems++];
+		*bi = (struct ckpt_bytes_item){ .name = strdup(c->bytes[i]), .relpath = strdup(si->relpath),
+						.off = si->offset, .len = si->length, .zstd = si->zstd };
+		if (!bi->name || !bi->relpath)
+			return oom(e);
+	}
+	return 0;
+}
+
 static void free_sinfo(void *v)
 {
 	struct sinfo *si = v;
@@ -614,6 +637,8 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 		qsort(c->tensors, c->ntensors, sizeof(*c->tensors), cmp_tensor);
 	if (!rc && c->nbytes > 1)
 		qsort(c->bytes, c->nbytes, sizeof(*c->bytes), cmp_str);
+	if (!rc && !st_input)
+		rc = record_bytes_items(&b, e);
 out:
 	ckpt_names_free(mds, nmd);
 	strmap_each(&b.storage, free_sinfo);
@@ -640,6 +665,11 @@ void ckpt_catalog_close(struct ckpt_catalog *c)
 	}
 	for (size_t i = 0; i < c->nbytes; i++)
 		free(c->bytes[i]);
+	for (size_t i = 0; i < c->nbitems; i++) {
+		free(c->bitems[i].name);
+		free(c->bitems[i].relpath);
+	}
+	free(c->bitems);
 	for (size_t i = 0; i < c->nskipped; i++)
 		free(c->skipped[i]);
 	free(c->files);

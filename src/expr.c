@@ -1,5 +1,5 @@
 /* expr.c - see expr.h.  A recursive-descent evaluator; precedence from low
- * to high: ??, ||, &&, comparisons, + -, * / %, unary. */
+ * to high: ?:, ??, ||, &&, comparisons, + -, * / %, unary. */
 #include "config.h"
 #include "expr.h"
 
@@ -33,7 +33,9 @@ static int accept(struct ex *x, const char *tok)
 	/* "<" must not eat "<=", "!" must not eat "!=" ... */
 	if (n == 1 && (tok[0] == '<' || tok[0] == '>' || tok[0] == '!' || tok[0] == '=') && x->p[1] == '=')
 		return 0;
-	if (n == 1 && (tok[0] == '&' || tok[0] == '|' || tok[0] == '?'))
+	if (n == 1 && (tok[0] == '&' || tok[0] == '|'))
+		return 0;
+	if (n == 1 && tok[0] == '?' && x->p[1] == '?')
 		return 0;
 	x->p += n;
 	return 1;
@@ -45,7 +47,7 @@ static int syntax(struct ex *x, const char *what)
 			    x->p - x->s);
 }
 
-static int coalesce(struct ex *x, int64_t *v);
+static int cond(struct ex *x, int64_t *v);
 
 static int primary(struct ex *x, int64_t *v)
 {
@@ -53,7 +55,7 @@ static int primary(struct ex *x, int64_t *v)
 	if (++x->depth > 64)
 		return syntax(x, "nested too deeply");
 	if (accept(x, "(")) {
-		int rc = coalesce(x, v);
+		int rc = cond(x, v);
 		if (rc < 0)
 			return rc;
 		if (!accept(x, ")"))
@@ -185,11 +187,41 @@ static int coalesce(struct ex *x, int64_t *v)
 	return rc;
 }
 
+/* c ? a : b (right-associative): only the chosen branch's undefined names
+ * count. */
+static int cond(struct ex *x, int64_t *v)
+{
+	int rc = coalesce(x, v), ra, rb;
+	if (rc < 0 || !accept(x, "?"))
+		return rc;
+	int64_t a, b;
+	char saved[64];
+	memcpy(saved, x->undef, sizeof(saved));
+	if ((ra = cond(x, &a)) < 0)
+		return ra;
+	char after_a[64];
+	memcpy(after_a, x->undef, sizeof(after_a));
+	memcpy(x->undef, saved, sizeof(saved));
+	if (!accept(x, ":"))
+		return syntax(x, "expected ':'");
+	if ((rb = cond(x, &b)) < 0)
+		return rb;
+	if (rc == UNDEF)
+		return UNDEF;  /* x->undef names the condition's undefined name */
+	if (*v) {
+		memcpy(x->undef, after_a, sizeof(after_a));
+		*v = a;
+		return ra;
+	}
+	*v = b;
+	return rb;
+}
+
 int ckpt_expr_eval(const char *s, ckpt_expr_lookup lookup, void *ctx, int64_t *out,
 		   struct ckpt_err *e)
 {
 	struct ex x = { .s = s, .p = s, .lookup = lookup, .ctx = ctx, .e = e };
-	int rc = coalesce(&x, out);
+	int rc = cond(&x, out);
 
 	if (rc < 0)
 		return rc;

@@ -2,8 +2,8 @@
  * "head_dim ?? hidden_size / num_attention_heads", "L + 1", "!tie_word_embeddings".
  *
  * Operators: + - * / % (C semantics on int64), unary - and !, comparison
- * == != < <= > >=, && ||, parentheses, and a ?? b (b when a names something
- * undefined).  Names are looked up through a callback; "$N" is capture N of
+ * == != < <= > >=, && ||, parentheses, a ?? b (b when a names something
+ * undefined) and c ? a : b (lowest precedence).  Names are looked up through a callback; "$N" is capture N of
  * the rule's regex, read as an integer. */
 #ifndef CKPT_EXPR_H
 #define CKPT_EXPR_H

@@ -1,35 +1,17 @@
-/* mapping.c - see mapping.h. */
+/* mapping.c - applying a loaded rule file (mapfile.c) to the source tensors:
+ * expressions over captures, unstack variables and params, name templates,
+ * the ops and the output recipes; see mapping.h. */
 #include "config.h"
-#include "mapping.h"
+#include "mapping-int.h"
 
 #include <errno.h>
-#include <jansson.h>
-#include <limits.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "expr.h"
-#include "jsonfile.h"
 
 #define MAX_NAME 1024
-
-struct mrule {
-	regex_t re;
-	json_t *j;          /* the rule object (borrowed from root) */
-	int drop;
-	size_t nunstack;
-};
-
-struct ckpt_mapping {
-	char *path;
-	json_t *root;
-	json_t *config;     /* borrowed */
-	struct mrule *r;
-	size_t n;
-};
 
 /* Expression environment for one source tensor. */
 struct env {
@@ -42,6 +24,8 @@ struct env {
 	const char *vars[4];
 	int64_t vals[4];
 	int nvars;
+	int axis_var[4];                 /* unstacked leading axis a holds variable axis_var[a] */
+	int nax;
 	int depth;
 	struct ckpt_err *e;
 };
@@ -177,150 +161,6 @@ long_name:
 			    env->m->path, tmpl);
 }
 
-int ckpt_mapping_load(struct ckpt_mapping **out, const char *path, void *config,
-		      struct ckpt_err *e)
-{
-	json_error_t je;
-	struct ckpt_mapping *m = calloc(1, sizeof(*m));
-	int rc = 0;
-
-	*out = NULL;
-	if (!m || !(m->path = strdup(path))) {
-		free(m);
-		return ckpt_err_set(e, -ENOMEM, "out of memory");
-	}
-	m->config = config;
-	if (!(m->root = ckpt_json_load(path, JSON_REJECT_DUPLICATES, &je))) {
-		rc = ckpt_err_set(e, -EINVAL, "%s: line %d: %s", path, je.line, je.text);
-		goto fail;
-	}
-	json_t *rules = json_object_get(m->root, "rules");
-	if (!json_is_array(rules) || !json_array_size(rules)) {
-		rc = ckpt_err_set(e, -EINVAL, "%s: expected a non-empty \"rules\" list", path);
-		goto fail;
-	}
-	m->r = calloc(json_array_size(rules), sizeof(*m->r));
-	if (!m->r) {
-		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	for (size_t i = 0; i < json_array_size(rules); i++) {
-		json_t *r = json_array_get(rules, i);
-		const char *match = json_string_value(json_object_get(r, "match"));
-		if (!json_is_object(r) || !match) {
-			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu has no \"match\" regex", path, i);
-			goto fail;
-		}
-		int rr = regcomp(&m->r[i].re, match, REG_EXTENDED);
-		if (rr) {
-			char buf[256];
-			regerror(rr, &m->r[i].re, buf, sizeof(buf));
-			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu: bad regex '%s': %s", path, i, match, buf);
-			goto fail;
-		}
-		m->n++;
-		m->r[i].j = r;
-		m->r[i].drop = json_is_true(json_object_get(r, "drop"));
-		json_t *un = json_object_get(r, "unstack");
-		if (un && (!json_is_array(un) || json_array_size(un) > 4)) {
-			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu: \"unstack\" must list up to 4 variable "
-					  "names", path, i);
-			goto fail;
-		}
-		m->r[i].nunstack = un ? json_array_size(un) : 0;
-		if (!m->r[i].drop && !json_object_get(r, "out") && !json_is_array(json_object_get(r, "outputs"))) {
-			rc = ckpt_err_set(e, -EINVAL, "%s: rule %zu ('%s') has neither \"drop\", \"out\" nor "
-					  "\"outputs\"", path, i, match);
-			goto fail;
-		}
-	}
-	*out = m;
-	return 0;
-fail:
-	ckpt_mapping_free(m);
-	return rc;
-}
-
-void ckpt_mapping_free(struct ckpt_mapping *m)
-{
-	if (!m)
-		return;
-	for (size_t i = 0; i < m->n; i++)
-		regfree(&m->r[i].re);
-	free(m->r);
-	json_decref(m->root);
-	free(m->path);
-	free(m);
-}
-
-const char *ckpt_mapping_name(const struct ckpt_mapping *m)
-{
-	const char *n = json_string_value(json_object_get(m->root, "name"));
-	return n ? n : m->path;
-}
-
-int ckpt_mapping_priority(const struct ckpt_mapping *m)
-{
-	return (int)json_integer_value(json_object_get(m->root, "priority"));
-}
-
-/* Whether regex (a JSON string) matches at least one of names; a bad regex
- * matches nothing. */
-static int some_name_matches(json_t *regex, char *const *names, size_t n)
-{
-	regex_t re;
-	int found = 0;
-	if (!json_is_string(regex) || regcomp(&re, json_string_value(regex), REG_EXTENDED | REG_NOSUB))
-		return 0;
-	for (size_t k = 0; k < n && !found; k++)
-		found = regexec(&re, names[k], 0, NULL, 0) == 0;
-	regfree(&re);
-	return found;
-}
-
-int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const *src,
-			char *const *names, size_t n, const char *ckpt_dir)
-{
-	json_t *d = json_object_get(m->root, "detect"), *v;
-	size_t i, k;
-	(void)src;
-
-	if (!d)
-		return 0;  /* only by -o mapping=FILE */
-	json_array_foreach(json_object_get(d, "keys"), i, v)
-		if (!some_name_matches(v, names, n))
-			return 0;  /* every "keys" regex must match some name */
-	json_t *any = json_object_get(d, "keys_any");
-	if (any) {
-		int found = 0;
-		json_array_foreach(any, i, v)
-			found |= some_name_matches(v, names, n);
-		if (!found)
-			return 0;
-	}
-	json_t *arch = json_object_get(d, "architectures");
-	if (arch) {
-		int found = 0;
-		json_t *have = json_object_get(m->config, "architectures"), *h;
-		json_array_foreach(arch, i, v)
-			json_array_foreach(have, k, h)
-				found |= json_is_string(v) && json_is_string(h) &&
-					 !strcmp(json_string_value(v), json_string_value(h));
-		if (!found)
-			return 0;
-	}
-	if (json_is_true(json_object_get(d, "config")) && !m->config)
-		return 0;
-	if (json_is_false(json_object_get(d, "config")) && m->config)
-		return 0;
-	if (json_is_true(json_object_get(d, "megatron"))) {
-		char p[PATH_MAX];
-		snprintf(p, sizeof(p), "%s/metadata.json", ckpt_dir);
-		if (access(p, F_OK) != 0)
-			return 0;
-	}
-	return 1;
-}
 
 /* An output under construction: boxes of the source concatenated along the
  * first logical dim; logical dims are the source dims after the unstacked
@@ -531,14 +371,14 @@ static int make_output(struct env *env, struct ckpt_view *v, const struct mrule 
 		if (!ok)
 			return 0;
 	}
-	if ((size_t)src->ndim < r->nunstack)
-		return ckpt_err_set(env->e, -EINVAL, "%s: '%s' has %d dims, fewer than the %zu to unstack",
-				    env->m->path, env->name, src->ndim, r->nunstack);
+	if (src->ndim < env->nax)
+		return ckpt_err_set(env->e, -EINVAL, "%s: '%s' has %d dims, fewer than the %d to unstack",
+				    env->m->path, env->name, src->ndim, env->nax);
 	for (int d = 0; d < src->ndim; d++) {
 		lo[d] = 0;
 		hi[d] = src->shape[d];
-		if ((size_t)d < r->nunstack) {
-			lo[d] = env->vals[d];
+		if (d < env->nax) {
+			lo[d] = env->vals[env->axis_var[d]];
 			hi[d] = lo[d] + 1;
 		} else {
 			ps.map[ps.ndim] = d;
@@ -637,13 +477,23 @@ static int apply_rule(struct env *env, struct ckpt_view *v, const struct mrule *
 	int rc = 0;
 
 	env->nvars = (int)r->nunstack;
+	env->nax = 0;
 	for (size_t k = 0; k < r->nunstack; k++) {
 		env->vars[k] = json_string_value(json_array_get(un, k));
 		env->vals[k] = 0;
 		if (!env->vars[k])
 			return ckpt_err_set(env->e, -EINVAL, "%s: unstack names must be strings", env->m->path);
-		if ((int)k < src->ndim && src->shape[k] == 0)
+		int c = r->capture[k];
+		if (c && env->pm[c].rm_so >= 0) {  /* the name carries the index: no axis */
+			char var[4] = { '$', (char)('0' + c), '\0' };
+			if (lookup(env, var, 2, &env->vals[k]))
+				return ckpt_err_set(env->e, -EINVAL, "%s: capture %d of '%s' is not an index",
+						    env->m->path, c, env->name);
+			continue;
+		}
+		if (env->nax < src->ndim && src->shape[env->nax] == 0)
 			return 0;
+		env->axis_var[env->nax++] = (int)k;
 	}
 	for (;;) {
 		if (json_is_array(outs)) {
@@ -654,12 +504,12 @@ static int apply_rule(struct env *env, struct ckpt_view *v, const struct mrule *
 			return rc;
 		}
 		/* next index combination, last unstacked dim fastest */
-		int k = (int)r->nunstack - 1;
-		while (k >= 0 && ++env->vals[k] == src->shape[k]) {
-			env->vals[k] = 0;
-			k--;
+		int a = env->nax - 1;
+		while (a >= 0 && ++env->vals[env->axis_var[a]] == src->shape[a]) {
+			env->vals[env->axis_var[a]] = 0;
+			a--;
 		}
-		if (k < 0)
+		if (a < 0)
 			return 0;
 	}
 }
@@ -732,6 +582,9 @@ int ckpt_mapping_apply(const struct ckpt_mapping *m, struct ckpt_view *v,
 	free(used);
 	if (!rc && strict && unmatched)
 		return e->code;
+	if (rc && m->own_config)
+		ckpt_err_prefix(e, "mapping parameters from the Megatron args in %s (no config.json given)",
+				m->args_label);
 	if (rc)
 		return rc;
 	/* two rules must never make the same name */

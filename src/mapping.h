@@ -7,17 +7,23 @@
  * select boxes of the source (slice, groups for GQA-interleaved QKV, rope for
  * the Llama RoPE row permutation, squeeze) or transpose the last two dims.  Names are templates with
  * {expressions} over captures ($1), unstack variables and config params.
- * Parameters come from the assets' config.json.  Every source tensor must be
+ * Parameters come from the assets' config.json or, without one, from a
+ * Megatron checkpoint's training args through the file's "megatron_args"
+ * table (HF config key -> expression over the args).  Every source tensor must be
  * consumed or dropped by some rule (unless mapping_strict=0), and declared
  * output shapes are checked before anything is served.
  *
  * File format (all keys optional except rules):
  *   { "name": "...", "description": "...", "priority": 10,
- *     "detect": { "keys": [regex...], "keys_any": [regex...], "architectures": [...],
- *                 "megatron": true, "config": true },
+ *     "extends": "other.json",   (its rules follow these; its params fill the gaps)
+ *     "detect": { "keys": [regex...], "keys_any": [regex...], "keys_none": [regex...],
+ *                 "architectures": [...], "model_types": [...],
+ *                 "megatron": true, "config": true, "args": true },
  *     "params": { "hd": "head_dim ?? hidden_size / num_attention_heads" },
+ *     "megatron_args": { "head_dim": "kv_channels", ... },
  *     "rules": [ { "match": "^regex$", "drop": true, "when": "expr",
  *                  "unstack": ["L", "E"],
+ *                  "from_capture": { "L": 2 },  (L is capture 2 when it matched: no axis)
  *                  "out": "template", "ops": [...], "shape": ["expr", ...],
  *                  "concat": ["template", ...],   (other sources appended along dim 0)
  *                  "outputs": [ { "out": ..., "ops": ..., "shape": ..., "when": ... } ] } ] }
@@ -46,8 +52,20 @@ const char *ckpt_mapping_name(const struct ckpt_mapping *m);
 /* The file's "priority" (default 0): the highest detected one wins. */
 int ckpt_mapping_priority(const struct ckpt_mapping *m);
 
+/* When m has no config.json, derives its parameters from args (a jansson
+ * object of Megatron training args, borrowed; label names its file) through
+ * m's "megatron_args" table; keys whose expression needs an arg that is not
+ * an integer or boolean are left undefined.  A no-op for a file without the
+ * table.  Returns 0 or -errno. */
+int ckpt_mapping_use_args(struct ckpt_mapping *m, void *args, const char *label,
+			  struct ckpt_err *e);
+/* Whether m's parameters come from Megatron args. */
+int ckpt_mapping_params_from_args(const struct ckpt_mapping *m);
+
 /* Whether m's detect section fits these (stripped) tensor names, the
- * checkpoint directory and the config.  Returns 1 or 0. */
+ * checkpoint directory and the config (a file whose parameters come from
+ * Megatron args needs "args": true and skips the architecture check).
+ * Returns 1 or 0. */
 int ckpt_mapping_detect(const struct ckpt_mapping *m, struct ckpt_tensor *const *src,
 			char *const *names, size_t n, const char *ckpt_dir);
 

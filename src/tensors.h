@@ -38,6 +38,15 @@ struct ckpt_tensor {
 	int holes;                /* chunks do not cover the tensor (allow_holes) */
 };
 
+/* Where a non-tensor (bytes) entry of a DCP checkpoint is stored: a
+ * torch.save archive, not read by the catalogue (Megatron's common_state). */
+struct ckpt_bytes_item {
+	char *name;               /* the DCP fqn */
+	char *relpath;            /* data file, as recorded (open with ckpt_open_inside) */
+	uint64_t off, len;
+	int zstd;                 /* stream.zstd/1 */
+};
+
 struct ckpt_catalog {
 	char *dir;                /* the checkpoint directory as given */
 	char *realdir;            /* its canonical path */
@@ -49,6 +58,8 @@ struct ckpt_catalog {
 	size_t ntensors;
 	char **bytes;             /* names of non-tensor (bytes) entries */
 	size_t nbytes;
+	struct ckpt_bytes_item *bitems;  /* their storage, where .metadata records it */
+	size_t nbitems;
 	char **skipped;           /* entries of unknown kind, with the reason */
 	size_t nskipped;
 };

@@ -15,6 +15,7 @@
 #include "dirlist.h"
 #include "jsonfile.h"
 #include "mapping.h"
+#include "margs.h"
 #include "strmap.h"
 
 /* Why a DCP entry is not a model weight, or NULL if it is one. */
@@ -74,10 +75,29 @@ static int is_json(const char *n)
 	return n[0] != '.' && l > 5 && !strcmp(n + l - 5, ".json");
 }
 
+/* Loads the rule file at path; without a config.json its parameters come
+ * from the Megatron args (when the file has a megatron_args table). */
+static int load_mapping(struct ckpt_mapping **out, const char *path, json_t *config,
+			json_t *args, const char *where, const char *ckpt_dir, struct ckpt_err *e)
+{
+	char label[PATH_MAX + 300];
+	int rc = ckpt_mapping_load(out, path, config, e);
+	if (rc || config || !args)
+		return rc;
+	snprintf(label, sizeof(label), strcmp(where, "common.pt") ? "%s: DCP item %s" : "%s/%s",
+		 ckpt_dir, where);
+	if ((rc = ckpt_mapping_use_args(*out, args, label, e))) {
+		ckpt_mapping_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 /* Picks the mapping for these names: -o mapping=FILE, or the detected rule
  * file with the highest priority (auto).  *out stays NULL when none fits. */
 static int choose_mapping(struct ckpt_mapping **out, const struct ckpt_opts *o, json_t *config,
-			  struct ckpt_tensor *const *src, char *const *names, size_t n,
+			  json_t *args, const char *where, struct ckpt_tensor *const *src,
+			  char *const *names, size_t n,
 			  const char *ckpt_dir, struct ckpt_err *e)
 {
 	const char *dir = ckpt_mapping_dir();
@@ -87,13 +107,13 @@ static int choose_mapping(struct ckpt_mapping **out, const struct ckpt_opts *o, 
 
 	*out = NULL;
 	if (o->mapping && strcmp(o->mapping, "auto") != 0)
-		return ckpt_mapping_load(out, o->mapping, config, e);
+		return load_mapping(out, o->mapping, config, args, where, ckpt_dir, e);
 	if (ckpt_dir_list(dir, is_json, &files, &nf))
 		return 0;  /* no rule files installed: raw names */
 	for (size_t i = 0; i < nf; i++) {
 		struct ckpt_mapping *m;
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-		if ((rc = ckpt_mapping_load(&m, path, config, e))) {
+		if ((rc = load_mapping(&m, path, config, args, where, ckpt_dir, e))) {
 			ckpt_names_free(files, nf);
 			return rc;
 		}
@@ -333,21 +353,34 @@ int ckpt_view_build(struct ckpt_view *v, struct ckpt_catalog *c, const struct ck
 		return rc;
 	}
 	struct ckpt_mapping *m = NULL;
-	json_t *config = load_config(o->assets);
-	if (bagel && !bagel_file(o, c))
+	json_t *config = load_config(o->assets), *args = NULL;
+	char where[256] = "";
+	if (bagel && !bagel_file(o, c)) {
 		rc = ckpt_err_set(e, -ENOENT, "%s: -o view=ema, but this BAGEL checkpoint holds only "
 				  "model.safetensors (no ema.safetensors)", c->dir);
-	else if (bagel)
+	} else if (bagel) {
 		rc = ckpt_bagel_apply(v, keep, names, nkeep, o->bagel_stage, !o->mapping_lax,
 				      bagel_file(o, c), e);
-	else if (!o->keep_all && !(o->mapping && !strcmp(o->mapping, "none")))
-		rc = choose_mapping(&m, o, config, keep, names, nkeep, c->realdir, e);
+	} else if (!o->keep_all && !(o->mapping && !strcmp(o->mapping, "none"))) {
+		/* without a config.json, a Megatron checkpoint's training args */
+		if (!config && (rc = ckpt_megatron_args(c, &args, where, sizeof(where), e)))
+			ckpt_err_prefix(e, "reading the Megatron training args for the mapping "
+					"parameters (-o assets=DIR with a config.json skips this)");
+		if (!rc)
+			rc = choose_mapping(&m, o, config, args, where, keep, names, nkeep, c->realdir, e);
+	}
 	if (!rc && m) {
-		if (!(v->mapping = strdup(ckpt_mapping_name(m))))
+		char label[600];
+		int from_args = ckpt_mapping_params_from_args(m);
+		snprintf(label, sizeof(label), "%s%s%s%s", ckpt_mapping_name(m),
+			 from_args ? " (parameters from the Megatron args in " : "", from_args ? where : "",
+			 from_args ? ")" : "");
+		if (!(v->mapping = strdup(label)))
 			rc = -ENOMEM;
 		else
 			rc = ckpt_mapping_apply(m, v, keep, names, nkeep, !o->mapping_lax, e);
 	}
+	json_decref(args);
 	for (size_t i = 0; i < nkeep && !rc && !m && !bagel; i++) {
 		struct ckpt_tensor *t = keep[i];
 		struct ckpt_vtensor *vt = ckpt_view_add(v, names[i], t->dtype, t->ndim, t->shape);

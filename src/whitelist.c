@@ -1,6 +1,8 @@
 /* whitelist.c - the classes and functions a checkpoint pickle may name
- * (dcp-format.md 2.3 and 4.3), with the module aliases of older torch
- * versions folded.  Anything else is refused by the pickle reader. */
+ * (dcp-format.md 2.3 and 4.3; Megatron-LM's common.pt args), with the module
+ * aliases of older torch versions folded.  Anything else is refused by the
+ * pickle reader.  Naming a class only makes an inert object node: nothing is
+ * ever imported or called. */
 #include "config.h"
 #include "pvalue.h"
 
@@ -50,6 +52,11 @@ static const struct {
 	{ "pathlib._local", "WindowsPath", PC_PATH },
 	{ "pathlib._local", "PurePosixPath", PC_PATH },
 	{ "pathlib._local", "PureWindowsPath", PC_PATH },
+	/* Megatron-LM training args in common.pt: the Namespace (NEWOBJ + BUILD
+	 * of its attribute dict) and the enums its attributes hold */
+	{ "argparse", "Namespace", PC_NAMESPACE },
+	{ "megatron.core.enums", "ModelType", PC_ENUM_OTHER },
+	{ "megatron.core.transformer.enums", "AttnBackend", PC_ENUM_OTHER },
 };
 
 static const char *const quantized_storages[] = {

@@ -27,6 +27,75 @@ def run(*args):
     return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60)
 
 
+def write_common_pt(path, payload):
+    """A common.pt laid out as torch.save writes it (stored zip records under
+    common/), pickled by the standard library: no torch needed."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("common/data.pkl", payload)
+        z.writestr("common/byteorder", "little")
+        z.writestr("common/version", "3\n")
+
+
+def megatron_args_checks(tmp):
+    """Megatron training args in common.pt, on a copy of a real Megatron
+    fixture (a GPT: learned positions, LayerNorm biases, 12 hidden, QKV rows
+    3 x 12 per layer, TP=2)."""
+    import argparse
+    import pickle
+    ck = os.path.join(tmp, "ck")
+    shutil.copytree(os.path.join(FIX, "dcp", "megatron-core0.9-tp2"), ck)
+
+    def args(**kw):
+        base = dict(num_layers=2, hidden_size=12, ffn_hidden_size=24, padded_vocab_size=128,
+                    group_query_attention=False, num_query_groups=1, untie_embeddings_and_output_weights=True,
+                    params_dtype=None, data_path=["1.0", "x"], lr=0.1)
+        base.update(kw)
+        write_common_pt(os.path.join(ck, "common.pt"),
+                        pickle.dumps({"args": argparse.Namespace(**base), "iteration": 3}, protocol=2))
+
+    args(num_attention_heads=2, kv_channels=6)
+    r = run("inspect", ck)
+    ok(r.returncode == 0 and "mapping: megatron-layers" in r.stdout,
+       f"with args, a GPT (learned positions, LayerNorm biases) stays on megatron-layers ({r.stderr.strip()[:120]})")
+    # a rule file whose parameters come from the args: they decide the QKV
+    # split of the real stacked, TP-sharded tensor
+    qkv = os.path.join(tmp, "qkv.json")
+    with open(qkv, "w") as fp:
+        json.dump({"megatron_args": {
+                       "num_attention_heads": "num_attention_heads", "head_dim": "kv_channels",
+                       "num_key_value_heads": "group_query_attention ? num_query_groups : num_attention_heads"},
+                   "params": {"nq": "num_attention_heads", "ng": "num_key_value_heads", "hd": "head_dim",
+                              "hpg": "nq / ng", "G": "(hpg + 2) * hd"},
+                   "rules": [{"match": "^decoder\\.layers\\.self_attention\\.linear_qkv\\.weight$",
+                              "unstack": ["L"], "out": "k.{L}",
+                              "ops": [{"op": "groups", "count": "ng", "stride": "G", "offset": "hpg * hd",
+                                       "size": "hd"}]},
+                             {"match": "^(.*)$", "out": "{$1}"}]}, fp)
+    for kw, box in (({"num_attention_heads": 2, "kv_channels": 6}, "[1:2, 6:12, 0:12] and 1 more boxes"),
+                    ({"num_attention_heads": 4, "kv_channels": 6, "group_query_attention": True},
+                     "[1:2, 24:30, 0:12]\n")):
+        args(**kw)
+        r = run("inspect", ck, "-o", f"mapping={qkv}", "--explain=k.1")
+        ok(r.returncode == 0 and "parameters from the Megatron args in common.pt" in r.stdout and
+           f"decoder.layers.self_attention.linear_qkv.weight{box}" in r.stdout,
+           f"args {kw} decide the QKV split ({r.stderr.strip()[:120]})")
+    args(num_attention_heads=4, kv_channels=6)
+    r = run("inspect", ck, "-o", f"mapping={qkv}")
+    ok(r.returncode == 1 and "Megatron args" in r.stderr and "do not tile" in r.stderr,
+       f"args that do not fit the checkpoint are refused ({r.stderr.strip()[:160]})")
+    marker = os.path.join(tmp, "ran")
+    evil = (b"\x80\x02}q\x00X\x04\x00\x00\x00argsq\x01cposix\nsystem\nq\x02X" +
+            len(f"touch {marker}").to_bytes(4, "little") + f"touch {marker}".encode() +
+            b"\x85q\x03Rq\x04s.")
+    write_common_pt(os.path.join(ck, "common.pt"), evil)
+    r = run("inspect", ck)
+    ok(r.returncode == 1 and "posix.system is outside the whitelist" in r.stderr and "common.pt" in r.stderr
+       and not os.path.exists(marker), f"a common.pt naming os.system is refused, nothing runs ({r.stderr.strip()[:160]})")
+    r = run("inspect", ck, "-o", "mapping=none")
+    ok(r.returncode == 0, "-o mapping=none does not read common.pt")
+
+
 def main():
     src = os.path.join(FIX, "dcp", "torch2.6-dtensor-2ranks")
     hf = os.path.join(FIX, "hf", "verl-tiny-llama-bf16")
@@ -96,6 +165,33 @@ def main():
         ok(r.returncode == 0 and "shifted.3 " in r.stdout and "shifted.13 " in r.stdout and
            "one_squeezed  BF16 [4]" in r.stdout,
            "templates do arithmetic on captures; squeeze drops size-1 dims")
+        cond = rules("cond.json", {"rules": [
+            {"match": "^lst\\.(1)$", "out": "c.{$1 == 1 ? 7 : nosuch}"},
+            {"match": "^lst\\.(0)$", "out": "c.{nosuch ?? $1 > 0 ? 8 : 9}"},
+            {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={cond}", "--tensors")
+        ok(r.returncode == 0 and "  c.7 " in r.stdout and "  c.9 " in r.stdout,
+           f"c ? a : b picks a branch; an undefined name in the branch not taken is harmless ({r.stderr.strip()[:100]})")
+        cap = rules("capture.json", {"rules": [
+            {"match": "^(w_row|lst\\.([0-9]+))$", "unstack": ["I"], "from_capture": {"I": 2},
+             "out": "u.{I}.{$1}"},
+            {"match": "^(.*)$", "out": "{$1}"}]})
+        r = run("inspect", src, "-o", f"mapping={cap}", "--tensors")
+        ok(r.returncode == 0 and "  u.4.w_row  F32 [4] " in r.stdout and "  u.1.lst.1  F32 [1] " in r.stdout
+           and "u.0.lst.1" not in r.stdout,
+           f"from_capture: the index comes from the name when captured, else from unstacking ({r.stderr.strip()[:100]})")
+        rules("base.json", {"params": {"k": 3, "j": 1},
+                            "rules": [{"match": "^w_(row|col)$", "out": "base.{$1}.{k}"},
+                                      {"match": "^(.*)$", "out": "{$1}"}]})
+        child = rules("child.json", {"extends": "base.json", "params": {"k": 5},
+                                     "rules": [{"match": "^w_col$", "out": "child.col.{k + j}"}]})
+        r = run("inspect", src, "-o", f"mapping={child}", "--tensors")
+        ok(r.returncode == 0 and "  child.col.6 " in r.stdout and "  base.row.5 " in r.stdout
+           and "  tr " in r.stdout,
+           f"extends: own rules first, then the base's; own params override ({r.stderr.strip()[:100]})")
+        esc = rules("escape.json", {"extends": "../base.json", "rules": [{"match": "x", "drop": True}]})
+        r = run("inspect", src, "-o", f"mapping={esc}")
+        ok(r.returncode == 1 and "same directory" in r.stderr, f"extends stays in its directory ({r.stderr.strip()[:100]})")
         sys.path.insert(0, os.path.join(REPO, "tests", "golden"))
         import dcp_ref
         a, b = os.path.join(tmp, "exp-a"), os.path.join(tmp, "exp-b")
@@ -222,6 +318,8 @@ def main():
             done = False
         ok(done, "FIFOs named config.json, model.safetensors.index.json and "
            "fqn_to_dtype_mapping.json are skipped, never read (no hang)")
+    with tempfile.TemporaryDirectory(prefix="ckptfs-margs-") as tmp:
+        megatron_args_checks(tmp)
     r = run("inspect", os.path.join(FIX, "dcp", "megatron-core0.9-tp2"),
             "--explain=decoder.layers.1.self_attention.linear_qkv.weight")
     ok(r.returncode == 0 and "mapping: megatron-layers" in r.stdout and

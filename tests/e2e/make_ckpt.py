@@ -170,6 +170,22 @@ def _cfg_qwen3moe(**kw):
     )
 
 
+def _cfg_mistral(**kw):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    return MistralForCausalLM, MistralConfig(**{**_DIMS, "tie_word_embeddings": False, **kw})
+
+
+def _cfg_mixtral(**kw):
+    try:
+        from transformers import MixtralConfig, MixtralForCausalLM
+    except ImportError as e:  # pragma: no cover
+        raise Unsupported(f"Mixtral not in transformers: {e}")
+    return MixtralForCausalLM, MixtralConfig(
+        **{**_DIMS, "num_local_experts": 4, "num_experts_per_tok": 2, "tie_word_embeddings": False, **kw}
+    )
+
+
 def _cfg_uneven(**kw):
     # Qwen3 (explicit head_dim) with sizes not divisible by 2 or 4:
     # vocab 129, hidden 66, intermediate 130, q_proj 66 rows, k/v_proj 6 rows,
@@ -192,6 +208,8 @@ MODELS: dict[str, Callable[..., Any]] = {
     "qwen2": _cfg_qwen2,
     "qwen3": _cfg_qwen3,
     "qwen3moe": _cfg_qwen3moe,
+    "mistral": _cfg_mistral,
+    "mixtral": _cfg_mixtral,
     "uneven": _cfg_uneven,
 }
 

@@ -32,71 +32,92 @@ def _hf(kind, tmp, name):
     return model, cfg, ref, sd
 
 
-def _megatron_native(sd, cfg, pad_vocab=8):
-    """HF Llama/Qwen state dict -> Megatron-Core torch_dist layout (stacked
-    layers, GQA-interleaved QKV, [gate; up] fc1, padded vocabulary)."""
+def _megatron_native(sd, cfg, pad_vocab=8, layout="stacked"):
+    """HF Llama/Mistral/Qwen/Mixtral state dict -> Megatron-Core torch_dist
+    layout: GQA-interleaved QKV, [gate; up] fc1, padded vocabulary, and
+      stacked:   decoder.layers.<p> with a leading layer axis (homogeneous stacks),
+                 MoE experts with a layer and an expert axis [L, E, ...];
+      per-layer: decoder.layers.<i>.<p> (non-homogeneous stacks), experts [E, ...];
+      singleton: per-layer keys, experts per expert (mlp.experts.experts.<e>.<p>) and
+                 fc1 as separate weight_w (gate) / weight_v (up) keys
+                 (singleton_local_shards, converters.md 4.1, 15.6)."""
     import torch
     L = cfg.num_hidden_layers
     nq, ng = cfg.num_attention_heads, cfg.num_key_value_heads
     hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // nq
     hpg = nq // ng
+    p = "model.layers.{}."
 
     def pad(w):
         extra = torch.randn(pad_vocab, w.shape[1], generator=torch.Generator().manual_seed(1))
         return torch.cat([w, extra.to(w.dtype)])
 
     def qkv(i, kind):
-        q = sd[f"model.layers.{i}.self_attn.q_proj.{kind}"]
-        k = sd[f"model.layers.{i}.self_attn.k_proj.{kind}"]
-        v = sd[f"model.layers.{i}.self_attn.v_proj.{kind}"]
+        q = sd[p.format(i) + f"self_attn.q_proj.{kind}"]
+        k = sd[p.format(i) + f"self_attn.k_proj.{kind}"]
+        v = sd[p.format(i) + f"self_attn.v_proj.{kind}"]
         parts = []
         for g in range(ng):
             parts += [q[g * hpg * hd:(g + 1) * hpg * hd], k[g * hd:(g + 1) * hd], v[g * hd:(g + 1) * hd]]
         return torch.cat(parts)
 
-    def stack(fn):
-        return torch.stack([fn(i) for i in range(L)]).contiguous()
-
-    p = "model.layers.{}."
-    if p.format(0) + "mlp.experts.gate_up_proj" in sd:  # Qwen3-MoE: grouped experts, router
-        moe = {
-            "decoder.layers.pre_mlp_layernorm.weight":
-                stack(lambda i: sd[p.format(i) + "post_attention_layernorm.weight"]),
-            "decoder.layers.mlp.router.weight": stack(lambda i: sd[p.format(i) + "mlp.gate.weight"]),
-            "decoder.layers.mlp.experts.experts.linear_fc1.weight":
-                stack(lambda i: sd[p.format(i) + "mlp.experts.gate_up_proj"]),
-            "decoder.layers.mlp.experts.experts.linear_fc2.weight":
-                stack(lambda i: sd[p.format(i) + "mlp.experts.down_proj"]),
+    def layer(i):
+        """One layer's Megatron parameters; MoE experts with an expert axis."""
+        h = lambda n: sd[p.format(i) + n]
+        out = {
+            "self_attention.linear_qkv.layer_norm_weight": h("input_layernorm.weight"),
+            "self_attention.linear_qkv.weight": qkv(i, "weight"),
+            "self_attention.linear_proj.weight": h("self_attn.o_proj.weight"),
+            "self_attention.linear_qkv._extra_state": torch.zeros(4, dtype=torch.uint8),
         }
-    else:
-        moe = None
+        if p.format(i) + "self_attn.q_proj.bias" in sd:
+            out["self_attention.linear_qkv.bias"] = qkv(i, "bias")
+        if p.format(i) + "self_attn.q_norm.weight" in sd:
+            out["self_attention.q_layernorm.weight"] = h("self_attn.q_norm.weight")
+            out["self_attention.k_layernorm.weight"] = h("self_attn.k_norm.weight")
+        if p.format(i) + "mlp.experts.gate_up_proj" in sd:  # Qwen3-MoE / Mixtral: router, experts
+            out.update({
+                "pre_mlp_layernorm.weight": h("post_attention_layernorm.weight"),
+                "mlp.router.weight": h("mlp.gate.weight"),
+                "mlp.experts.experts.linear_fc1.weight": h("mlp.experts.gate_up_proj"),
+                "mlp.experts.experts.linear_fc2.weight": h("mlp.experts.down_proj"),
+            })
+        else:
+            out.update({
+                "mlp.linear_fc1.layer_norm_weight": h("post_attention_layernorm.weight"),
+                "mlp.linear_fc1.weight": torch.cat([h("mlp.gate_proj.weight"), h("mlp.up_proj.weight")]),
+                "mlp.linear_fc2.weight": h("mlp.down_proj.weight"),
+            })
+        return out
+
     out = {
         "embedding.word_embeddings.weight": pad(sd["model.embed_tokens.weight"]),
         "decoder.final_layernorm.weight": sd["model.norm.weight"],
-        "decoder.layers.self_attention.linear_qkv.layer_norm_weight":
-            stack(lambda i: sd[p.format(i) + "input_layernorm.weight"]),
-        "decoder.layers.self_attention.linear_qkv.weight": stack(lambda i: qkv(i, "weight")),
-        "decoder.layers.self_attention.linear_proj.weight":
-            stack(lambda i: sd[p.format(i) + "self_attn.o_proj.weight"]),
-        "decoder.layers.self_attention.linear_qkv._extra_state": torch.zeros(4, dtype=torch.uint8),
     }
-    if moe:
-        out.update(moe)
-    else:
-        out.update({
-            "decoder.layers.mlp.linear_fc1.layer_norm_weight":
-                stack(lambda i: sd[p.format(i) + "post_attention_layernorm.weight"]),
-            "decoder.layers.mlp.linear_fc1.weight": stack(lambda i: torch.cat(
-                [sd[p.format(i) + "mlp.gate_proj.weight"], sd[p.format(i) + "mlp.up_proj.weight"]])),
-            "decoder.layers.mlp.linear_fc2.weight": stack(lambda i: sd[p.format(i) + "mlp.down_proj.weight"]),
-        })
-    if f"model.layers.0.self_attn.q_proj.bias" in sd:
-        out["decoder.layers.self_attention.linear_qkv.bias"] = stack(lambda i: qkv(i, "bias"))
-    if f"model.layers.0.self_attn.q_norm.weight" in sd:
-        out["decoder.layers.self_attention.q_layernorm.weight"] = stack(lambda i: sd[p.format(i) + "self_attn.q_norm.weight"])
-        out["decoder.layers.self_attention.k_layernorm.weight"] = stack(lambda i: sd[p.format(i) + "self_attn.k_norm.weight"])
     if not cfg.tie_word_embeddings:
         out["output_layer.weight"] = pad(sd["lm_head.weight"])
+    layers = [layer(i) for i in range(L)]
+    if layout == "stacked":
+        for name in layers[0]:
+            out[f"decoder.layers.{name}"] = torch.stack([lp[name] for lp in layers]).contiguous()
+        return out
+    for i, lp in enumerate(layers):
+        for name, t in lp.items():
+            if layout == "singleton" and name.startswith("mlp.experts.experts."):
+                leaf = name[len("mlp.experts.experts."):]
+                for e in range(t.shape[0]):
+                    key = f"decoder.layers.{i}.mlp.experts.experts.{e}.{leaf}"
+                    if leaf == "linear_fc1.weight":
+                        w, v = t[e].chunk(2)
+                        out[key + "_w"], out[key + "_v"] = w.contiguous(), v.contiguous()
+                    else:
+                        out[key] = t[e].contiguous()
+            elif layout == "singleton" and name == "mlp.linear_fc1.weight":
+                w, v = t.chunk(2)
+                out[f"decoder.layers.{i}.{name}_w"] = w.contiguous()
+                out[f"decoder.layers.{i}.{name}_v"] = v.contiguous()
+            else:
+                out[f"decoder.layers.{i}.{name}"] = t.contiguous()
     return out
 
 
@@ -144,7 +165,23 @@ def _per_expert(sd):
     return out
 
 
-def _check_mount(mount, ckpt, ref, sd, tmp, name, want_mapping, ckptfs_bin):
+def _saved(ref):
+    """The tensors save_pretrained wrote (HF on-disk names, e.g. Mixtral's
+    block_sparse_moe.experts.<e>.w1/w2/w3): an expectation independent of ckptfs."""
+    from safetensors import safe_open
+    out = {}
+    for f in sorted(ref.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as s:
+            for k in s.keys():
+                out[k] = s.get_tensor(k).clone()
+    return out
+
+
+def _check_mount(mount, ckpt, ref, sd, tmp, name, want_mapping, ckptfs_bin, ondisk=False):
+    """Mounts ckpt with ref's config.json and compares every served tensor
+    with sd (the model's state dict, fused experts as per-expert keys) or,
+    with ondisk, with the files save_pretrained wrote into ref; then logits
+    through from_pretrained on the mount."""
     import torch
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
@@ -165,7 +202,7 @@ def _check_mount(mount, ckpt, ref, sd, tmp, name, want_mapping, ckptfs_bin):
             got = model(x).logits.clone()
         del model
         gc.collect()
-    sd = _per_expert(sd)
+    sd = _saved(ref) if ondisk else _per_expert(sd)
     want_names = {k for k in sd if not (k == "lm_head.weight" and "lm_head.weight" not in served
                                          and json.loads((ref / "config.json").read_text()).get("tie_word_embeddings"))}
     assert set(served) == want_names, (sorted(set(served) ^ want_names))
@@ -177,15 +214,43 @@ def _check_mount(mount, ckpt, ref, sd, tmp, name, want_mapping, ckptfs_bin):
     assert torch.equal(got, want), "logits differ from the HF model's"
 
 
-@pytest.mark.parametrize("kind", ["llama", "llama-tied", "qwen2", "qwen3", "qwen3moe"])
+_MEGATRON_METADATA = {"sharded_backend": "torch_dist", "sharded_backend_version": 1,
+                      "common_backend": "torch", "common_backend_version": 1}
+
+
+@pytest.mark.parametrize("kind", ["llama", "llama-tied", "qwen2", "qwen3", "qwen3moe", "mistral", "mixtral"])
 def test_megatron_to_hf(kind, e2e_env, e2e_tmp, mount, ckptfs_bin):
+    """Stacked layers (homogeneous Megatron-Core stacks); Mistral is GQA and
+    untied; Mixtral's MoE block is served under block_sparse_moe names and
+    compared with the files save_pretrained writes."""
     model, cfg, ref, sd = _hf(kind, e2e_tmp, f"meg-{kind}")
     ckpt = e2e_tmp / f"megatron-{kind}"
     _save_dcp(_megatron_native(sd, cfg), ckpt)
-    (ckpt / "metadata.json").write_text(json.dumps(
-        {"sharded_backend": "torch_dist", "sharded_backend_version": 1,
-         "common_backend": "torch", "common_backend_version": 1}))
-    _check_mount(mount, ckpt, ref, sd, e2e_tmp, f"meg-{kind}", "megatron-llama", ckptfs_bin)
+    (ckpt / "metadata.json").write_text(json.dumps(_MEGATRON_METADATA))
+    mixtral = kind == "mixtral"
+    _check_mount(mount, ckpt, ref, sd, e2e_tmp, f"meg-{kind}",
+                 "megatron-mixtral" if mixtral else "megatron-llama", ckptfs_bin, ondisk=mixtral)
+
+
+@pytest.mark.parametrize("kind,layout", [("llama", "per-layer"), ("llama", "singleton"),
+                                         ("qwen3moe", "per-layer"), ("qwen3moe", "singleton"),
+                                         ("mixtral", "singleton")])
+def test_megatron_per_layer_to_hf(kind, layout, e2e_env, e2e_tmp, mount, ckptfs_bin):
+    """Per-layer keys decoder.layers.<i>.<p> (non-homogeneous stacks), and
+    singleton_local_shards: per-expert keys mlp.experts.experts.<e>.<p> and
+    fc1 as weight_w (gate) / weight_v (up)."""
+    name = f"meg-{layout}-{kind}"
+    model, cfg, ref, sd = _hf(kind, e2e_tmp, name)
+    ckpt = e2e_tmp / name
+    native = _megatron_native(sd, cfg, layout=layout)
+    assert "decoder.layers.1.self_attention.linear_qkv.weight" in native
+    if layout == "singleton":
+        assert any(k.endswith("linear_fc1.weight_w") for k in native)
+    _save_dcp(native, ckpt)
+    (ckpt / "metadata.json").write_text(json.dumps(_MEGATRON_METADATA))
+    mixtral = kind == "mixtral"
+    _check_mount(mount, ckpt, ref, sd, e2e_tmp, name,
+                 "megatron-mixtral" if mixtral else "megatron-llama", ckptfs_bin, ondisk=mixtral)
 
 
 @pytest.mark.parametrize("kind", ["llama", "llama-tied"])
@@ -356,3 +421,151 @@ def test_torchtitan_ema_view(e2e_env, e2e_tmp, mount, ckptfs_bin):
     assert set(ema) == set(sd)
     for k, v in ema.items():
         assert torch.equal(v, ema_sd[k]), f"{k}: not the EMA copy"
+
+
+def _fake_megatron_enums(monkeypatch):
+    """Enum classes pickled under Megatron-LM's module names (the args of a
+    real run hold ModelType and AttnBackend members), without Megatron."""
+    import enum
+    import sys
+    import types
+    made = {}
+    for mod, cls, member in (("megatron.core.enums", "ModelType", "encoder_or_decoder"),
+                             ("megatron.core.transformer.enums", "AttnBackend", "auto")):
+        parts = mod.split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            if name not in sys.modules:
+                monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        E = enum.Enum(cls, {member: 1})
+        E.__module__, E.__qualname__ = mod, cls
+        setattr(sys.modules[mod], cls, E)
+        made[cls] = E[member]
+    return made
+
+
+def _megatron_args(cfg, monkeypatch, **over):
+    """argparse.Namespace as Megatron-LM keeps it in common.pt (a subset of
+    its attributes, with the kinds a real run has: dtypes, enums, lists)."""
+    import argparse
+    import torch
+    enums = _fake_megatron_enums(monkeypatch)
+    nq = cfg.num_attention_heads
+    a = dict(
+        num_layers=cfg.num_hidden_layers, hidden_size=cfg.hidden_size, ffn_hidden_size=cfg.intermediate_size,
+        num_attention_heads=nq, group_query_attention=cfg.num_key_value_heads != nq,
+        num_query_groups=cfg.num_key_value_heads, kv_channels=getattr(cfg, "head_dim", None) or cfg.hidden_size // nq,
+        padded_vocab_size=cfg.vocab_size + 8, vocab_size=None,
+        untie_embeddings_and_output_weights=not cfg.tie_word_embeddings,
+        num_experts=getattr(cfg, "num_experts", None), moe_ffn_hidden_size=getattr(cfg, "moe_intermediate_size", None),
+        swiglu=True, normalization="RMSNorm", position_embedding_type="rope", qk_layernorm=False,
+        params_dtype=torch.float32, model_type=enums["ModelType"], attention_backend=enums["AttnBackend"],
+        data_path=["1.0", "/data/text_document"], lr=3e-4, seq_length=64, rampup_batch_size=None)
+    a.update(over)
+    return argparse.Namespace(**a)
+
+
+def _export(ckptfs_bin, ckpt, out, *opts):
+    o = [x for opt in opts for x in ("-o", opt)]
+    return subprocess.run([str(ckptfs_bin), "export", "-q", str(ckpt), str(out), *o],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("kind,vocab_known,where", [("llama", False, "common.pt"), ("qwen3moe", True, "common.pt"),
+                                                    ("llama", True, "common_state")])
+def test_megatron_params_from_common_pt_args(kind, vocab_known, where, e2e_env, e2e_tmp, ckptfs_bin,
+                                             monkeypatch):
+    """Without a config.json the mapping parameters come from the training
+    args Megatron-LM keeps in its common state (common.pt, or the
+    common_state/shard_0_1 bytes item of the DCP payload): num_query_groups
+    decides the QKV split (wrong args are refused), padded_vocab_size (or
+    vocab_size when the args name it) the embedding rows; a config.json takes
+    precedence."""
+    import io
+    import torch
+    name = f"meg-args-{kind}-{where}"
+    model, cfg, ref, sd = _hf(kind, e2e_tmp, name)
+    native = _megatron_native(sd, cfg)
+    ckpt = e2e_tmp / name
+    _save_dcp(native, ckpt)
+    (ckpt / "metadata.json").write_text(json.dumps(_MEGATRON_METADATA))
+
+    def with_args(**over):
+        common = {"args": _megatron_args(cfg, monkeypatch, **over), "checkpoint_version": 3.0, "iteration": 10}
+        if where == "common.pt":
+            torch.save(common, str(ckpt / "common.pt"))
+            return
+        # a ShardedObject as Megatron-Core's torch_dist strategy writes it: the list of
+        # the shards' data torch.save'd into a BytesIO that its MCoreSavePlanner
+        # (transform_object returns the object as is) writes as one raw bytes item
+        import torch.distributed.checkpoint as dcp
+
+        class RawBytesPlanner(dcp.DefaultSavePlanner):
+            def transform_object(self, write_item, object):
+                return object
+
+        buf = io.BytesIO()
+        torch.save([common], buf)
+        buf.seek(0)
+        torch.save({}, str(ckpt / "common.pt"))  # as Megatron-Core leaves it: no args
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcp.save({**native, "common_state/shard_0_1": buf}, planner=RawBytesPlanner(),
+                     storage_writer=dcp.FileSystemWriter(str(ckpt)))
+
+    with_args(**({"vocab_size": cfg.vocab_size} if vocab_known else {}))
+    r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    src = "common.pt" if where == "common.pt" else "common_state/shard_0_1"
+    assert f"mapping: megatron-llama (parameters from the Megatron args in {src})" in r.stdout, r.stdout
+    out = e2e_tmp / f"{name}-out"
+    r = _export(ckptfs_bin, ckpt, out)
+    assert r.returncode == 0, r.stderr
+    want = _per_expert(sd)
+    if not vocab_known:  # the args give only the padded vocabulary: its rows are served
+        want["model.embed_tokens.weight"] = native["embedding.word_embeddings.weight"]
+        want["lm_head.weight"] = native["output_layer.weight"]
+    got = _saved(out)
+    assert set(got) == set(want), sorted(set(got) ^ set(want))
+    for k, t in got.items():
+        assert torch.equal(t, want[k]), f"{k} differs"
+
+    # the args decide the split: without GQA (or with one query group) the
+    # checkpoint's QKV rows cannot be split and the mount is refused
+    for bad in ({"group_query_attention": False}, {"num_query_groups": 1}):
+        with_args(**bad)
+        r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt)], capture_output=True, text=True)
+        assert r.returncode == 1, (bad, r.stdout)
+        assert "does not match the checkpoint" in r.stderr and "Megatron args" in r.stderr, r.stderr
+    # a config.json wins over the args (common.pt is not even read)
+    r = _export(ckptfs_bin, ckpt, e2e_tmp / f"{name}-out2", f"assets={ref}")
+    assert r.returncode == 0, r.stderr
+    got = _saved(e2e_tmp / f"{name}-out2")
+    assert all(torch.equal(t, _per_expert(sd)[k]) for k, t in got.items()) and set(got) == set(_per_expert(sd))
+
+
+def test_megatron_common_pt_outside_whitelist_is_refused(e2e_env, e2e_tmp, ckptfs_bin):
+    """A common.pt whose pickle names a class outside the whitelist (here a
+    __reduce__ calling os.system) is refused with a message naming it, and
+    nothing is executed; -o assets or -o mapping=none do not read it."""
+    import os
+    import torch
+    model, cfg, ref, sd = _hf("llama", e2e_tmp, "meg-evil")
+    ckpt = e2e_tmp / "meg-evil"
+    _save_dcp(_megatron_native(sd, cfg), ckpt)
+    (ckpt / "metadata.json").write_text(json.dumps(_MEGATRON_METADATA))
+    marker = e2e_tmp / "evil-ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"args": Evil()}, str(ckpt / "common.pt"))
+    r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout
+    assert "common.pt" in r.stderr and "system is outside the whitelist" in r.stderr, r.stderr
+    assert not marker.exists()
+    for opt in (f"assets={ref}", "mapping=none"):
+        r = subprocess.run([str(ckptfs_bin), "inspect", str(ckpt), "-o", opt], capture_output=True, text=True)
+        assert r.returncode == 0, (opt, r.stderr)
+    assert not marker.exists()
