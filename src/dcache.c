@@ -7,6 +7,7 @@
  * as absent and eviction skips it. */
 #include "config.h"
 #include "dcache.h"
+#include "dirlist.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -345,26 +346,6 @@ static int scan(struct ckpt_dcache *c)
 	return rc;
 }
 
-static int mkdir_p(const char *dir)
-{
-	char p[PATH_MAX];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof(p))
-		return -ENAMETOOLONG;
-	memcpy(p, dir, n + 1);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* The directory must be ours and closed to others: blocks in it are served
  * as file contents, so nobody else may be able to plant one. */
 static int check_owner(int dfd, const char *dir, struct ckpt_err *e)
@@ -431,7 +412,7 @@ int ckpt_dcache_open(struct ckpt_dcache **out, const char *dir, uint64_t cap, ui
 	c->cap = cap;
 	c->floor = floor;
 	pthread_mutex_init(&c->mu, NULL);
-	if ((rc = mkdir_p(dir))) {
+	if ((rc = ckpt_mkdir_p(dir, 0700))) {
 		ckpt_err_set(e, rc, "cache directory %s: cannot create: %s", dir, strerror(-rc));
 		goto fail;
 	}

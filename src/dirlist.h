@@ -4,6 +4,7 @@
 #define CKPT_DIRLIST_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "err.h"
 
@@ -19,5 +20,9 @@ void ckpt_names_free(char **names, size_t n);
  * read-only (without blocking on FIFOs).  Used for paths taken from
  * checkpoint metadata.  Returns an fd or -errno with a message in e. */
 int ckpt_open_inside(const char *realdir, const char *rel, struct ckpt_err *e);
+
+/* mkdir -p: creates path and its missing parents with mode (existing ones
+ * are fine).  Returns 0 or -errno. */
+int ckpt_mkdir_p(const char *path, mode_t mode);
 
 #endif

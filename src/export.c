@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dirlist.h"
+
 #define BLOCK (8u << 20)
 
 static double now(void)
@@ -32,28 +34,6 @@ static void progress(uint64_t done, uint64_t total, double t0, const char *name)
 		rate, name);
 }
 
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 /* Whether out (which may not exist yet) is or would be inside dir: the
  * deepest existing ancestor of out is resolved; the parts still to be
@@ -99,7 +79,7 @@ static int prepare_dir(const struct ckpt_engine *g, const char *out, struct ckpt
 	if (would_be_inside(out, g->cat.realdir))
 		return ckpt_err_set(e, -EINVAL, "%s: the output directory is inside the checkpoint "
 				    "%s; ckptfs never writes into its source", out, g->cat.dir);
-	if ((rc = make_dirs(out)))
+	if ((rc = ckpt_mkdir_p(out, 0755)))
 		return ckpt_err_set(e, rc, "%s: cannot create: %s", out, strerror(-rc));
 	if (stat(out, &sb) < 0 || !S_ISDIR(sb.st_mode))
 		return ckpt_err_set(e, -ENOTDIR, "%s: not a directory", out);
