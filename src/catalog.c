@@ -260,7 +260,7 @@ static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e
 	close(fd);
 	if (rc) {
 		free(buf);
-		return ckpt_err_set(e, rc, "%s: read failed: %s", path, strerror(-rc));
+		return ckpt_err_set(e, rc, "%s: read failed: %s", path, ckpt_read_strerror(rc));
 	}
 	if ((rc = ckpt_pickle_parse(&pk, buf, (size_t)sb.st_size, path, e)))
 		goto out;
