@@ -236,7 +236,10 @@ static int add_tensor(struct builder *b, const char *fqn, const struct pv *md, s
 	return 0;
 }
 
-static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e)
+/* Reads the metadata file name (path: the same, for messages), opened like
+ * the data files: a symlink may not lead outside the checkpoint. */
+static int read_metadata(struct builder *b, const char *path, const char *name,
+			 struct ckpt_err *e)
 {
 	struct ckpt_pickle pk = { 0 };
 	uint8_t *buf = NULL;
@@ -244,8 +247,8 @@ static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e
 	int fd, rc;
 
 	b->label = path;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
-		return ckpt_err_set(e, -errno, "%s: cannot open: %s", path, strerror(errno));
+	if ((fd = ckpt_open_inside(b->c->realdir, name, e)) < 0)
+		return fd;
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > MAX_METADATA) {
 		close(fd);
 		return ckpt_err_set(e, -EINVAL, "%s: not a regular file of at most 4 GiB", path);
@@ -627,7 +630,7 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 				       i ? "+" : "", i ? mds[i] : path);
 		if (dl >= sizeof(desc))
 			dl = sizeof(desc) - 1;
-		rc = read_metadata(&b, path, e);
+		rc = read_metadata(&b, path, mds[i], e);
 	}
 	if (rc)
 		goto out;

@@ -562,6 +562,18 @@ def t_path_symlink():
     expect_refusal(["inspect", ck], "outside")
 
 
+@test(".metadata is a symlink to a copy outside the checkpoint: refused as outside")
+def t_metadata_symlink():
+    ck = fresh()
+    target = os.path.join(os.path.dirname(ck), "elsewhere.metadata")
+    shutil.move(os.path.join(ck, ".metadata"), target)
+    os.symlink(target, os.path.join(ck, ".metadata"))
+    expect_refusal(["inspect", ck], ".metadata", "outside")
+    os.remove(os.path.join(ck, ".metadata"))
+    os.symlink("../elsewhere.metadata", os.path.join(ck, ".metadata"))
+    expect_refusal(["inspect", ck], ".metadata", "outside")
+
+
 @test("shape (2**40, 2**40, 2**40) with one chunk of that size: overflow")
 def t_shape_overflow():
     ck = fresh()
