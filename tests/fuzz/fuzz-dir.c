@@ -10,6 +10,8 @@
  * target, kept as given (it may point anywhere: "../bait", "/etc/passwd").
  * Entries whose name starts with "bait" are written next to the checkpoint
  * directory instead of into it: files a confined open must never reach.
+ * The harness itself never follows a symlink when it writes (O_NOFOLLOW,
+ * openat on a real subdirectory), so nothing is written outside.
  *
  * The directory is opened with ckpt_engine_open (catalogue from .metadata,
  * __R.metadata or safetensors headers, path confinement, items, coverage,
@@ -93,6 +95,57 @@ static int clean_name(const uint8_t *raw, size_t n, char *out)
 	return 1;
 }
 
+/* Creates one entry below base without ever following a symlink: the
+ * subdirectory must be a real directory inside base, the entry must not
+ * exist yet (a repeated name: the first one stays).  Failures skip it. */
+static void place(const char *base, const char *name, int link, const uint8_t *content,
+		  size_t cl, int record)
+{
+	char sub[MAX_NAME + 1];
+	const char *leaf = name, *slash = strchr(name, '/');
+	int dfd = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd;
+
+	if (dfd < 0)
+		return;
+	if (slash) {
+		snprintf(sub, sizeof(sub), "%.*s", (int)(slash - name), name);
+		mkdirat(dfd, sub, 0755);
+		fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(dfd);
+		if ((dfd = fd) < 0)
+			return;
+		leaf = slash + 1;
+	}
+	if (link) {
+		char target[PATH_MAX];
+		size_t tl = cl < sizeof(target) - 1 ? cl : sizeof(target) - 1;
+		memcpy(target, content, tl);
+		target[tl] = '\0';
+		if (tl > 0 && strlen(target) == tl)
+			symlinkat(target, dfd, leaf);
+	} else if ((fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				0644)) >= 0) {
+		struct stat sb;
+		for (size_t done = 0; done < cl;) {
+			ssize_t w = write(fd, content + done, cl - done);
+			if (w <= 0) {
+				if (w < 0 && errno == EINTR)
+					continue;
+				perror("fuzz-dir: write");
+				abort();
+			}
+			done += (size_t)w;
+		}
+		if (record && !fstat(fd, &sb) && nwritten < MAX_ENTRIES) {
+			written[nwritten].dev = sb.st_dev;
+			written[nwritten].ino = sb.st_ino;
+			nwritten++;
+		}
+		close(fd);
+	}
+	close(dfd);
+}
+
 static void build(const uint8_t *data, size_t size)
 {
 	size_t pos = 0;
@@ -102,7 +155,7 @@ static void build(const uint8_t *data, size_t size)
 		pos += 2;
 		if (nl > size - pos)
 			nl = size - pos;
-		char name[MAX_NAME + 1], path[PATH_MAX];
+		char name[MAX_NAME + 1];
 		int good = clean_name(data + pos, nl, name);
 		pos += nl;
 		if (size - pos < 4)
@@ -117,34 +170,8 @@ static void build(const uint8_t *data, size_t size)
 		if (!good)
 			continue;
 		int bait = !strncmp(name, "bait", 4);
-		if (bait && strchr(name, '/'))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", bait ? top : ckdir, name);
-		char *slash = strchr(name, '/');
-		if (slash) {
-			char sub[PATH_MAX];
-			snprintf(sub, sizeof(sub), "%s/%.*s", ckdir, (int)(slash - name), name);
-			if (mkdir(sub, 0755) && errno != EEXIST)
-				continue;
-		}
-		struct stat sb;
-		if (!lstat(path, &sb))  /* a repeated name: the first one stays */
-			continue;
-		if (link) {
-			char target[PATH_MAX];
-			size_t tl = cl < sizeof(target) - 1 ? cl : sizeof(target) - 1;
-			memcpy(target, content, tl);
-			target[tl] = '\0';
-			if (tl == 0 || strlen(target) != tl || symlink(target, path))
-				continue;
-		} else {
-			fz_write(path, content, cl);
-			if (!bait && !stat(path, &sb) && nwritten < MAX_ENTRIES) {
-				written[nwritten].dev = sb.st_dev;
-				written[nwritten].ino = sb.st_ino;
-				nwritten++;
-			}
-		}
+		if (!(bait && strchr(name, '/')))
+			place(bait ? top : ckdir, name, link, content, cl, !bait);
 	}
 }
 
