@@ -18,12 +18,17 @@ int ckpt_pread_full(int fd, void *buf, size_t n, uint64_t off)
 			return -errno;
 		}
 		if (r == 0)
-			return -EIO;
+			return -ENODATA;
 		p += r;
 		n -= (size_t)r;
 		off += (uint64_t)r;
 	}
 	return 0;
+}
+
+const char *ckpt_read_strerror(int rc)
+{
+	return rc == -ENODATA ? "the file ends early (truncated?)" : strerror(-rc);
 }
 
 int ckpt_blob_read(const struct ckpt_blob *b, uint64_t off, void *buf, size_t n,
@@ -42,6 +47,6 @@ int ckpt_blob_read(const struct ckpt_blob *b, uint64_t off, void *buf, size_t n,
 		return ckpt_err_set(e, rc, "%s: byte %llu (file offset %llu): read failed: %s",
 				    b->label, (unsigned long long)off,
 				    (unsigned long long)(b->base + off),
-				    rc == -EIO ? "file is shorter than expected" : strerror(-rc));
+				    ckpt_read_strerror(rc));
 	return 0;
 }

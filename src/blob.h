@@ -17,9 +17,14 @@ struct ckpt_blob {
 	const char *label;    /* names the blob in messages */
 };
 
-/* pread() that retries on EINTR and short counts.  Returns 0, -EIO when the
- * file ends early, or -errno.  Thread-safe. */
+/* pread() that retries on EINTR and short counts.  Returns 0, -ENODATA when
+ * the file ends early (truncated), or -errno of the failed pread (-EIO for a
+ * device error).  Thread-safe. */
 int ckpt_pread_full(int fd, void *buf, size_t n, uint64_t off);
+
+/* Words for a ckpt_pread_full() error rc: "the file ends early (truncated?)"
+ * for -ENODATA, strerror(-rc) otherwise. */
+const char *ckpt_read_strerror(int rc);
 
 /* Reads n bytes at blob offset off.  Fails with a message naming the blob and
  * the offset if the range leaves the blob or the read fails.  Thread-safe. */

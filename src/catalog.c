@@ -236,7 +236,10 @@ static int add_tensor(struct builder *b, const char *fqn, const struct pv *md, s
 	return 0;
 }
 
-static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e)
+/* Reads the metadata file name (path: the same, for messages), opened like
+ * the data files: a symlink may not lead outside the checkpoint. */
+static int read_metadata(struct builder *b, const char *path, const char *name,
+			 struct ckpt_err *e)
 {
 	struct ckpt_pickle pk = { 0 };
 	uint8_t *buf = NULL;
@@ -244,8 +247,8 @@ static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e
 	int fd, rc;
 
 	b->label = path;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
-		return ckpt_err_set(e, -errno, "%s: cannot open: %s", path, strerror(errno));
+	if ((fd = ckpt_open_inside(b->c->realdir, name, e)) < 0)
+		return fd;
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > MAX_METADATA) {
 		close(fd);
 		return ckpt_err_set(e, -EINVAL, "%s: not a regular file of at most 4 GiB", path);
@@ -260,7 +263,7 @@ static int read_metadata(struct builder *b, const char *path, struct ckpt_err *e
 	close(fd);
 	if (rc) {
 		free(buf);
-		return ckpt_err_set(e, rc, "%s: read failed: %s", path, strerror(-rc));
+		return ckpt_err_set(e, rc, "%s: read failed: %s", path, ckpt_read_strerror(rc));
 	}
 	if ((rc = ckpt_pickle_parse(&pk, buf, (size_t)sb.st_size, path, e)))
 		goto out;
@@ -578,6 +581,56 @@ static void free_sinfo(void *v)
 	free(si);
 }
 
+/* With -o allow_holes: the bytes read as zeros, over all tensors, may not
+ * exceed o->max_hole_bytes, by default the total size of the data files, so
+ * a small checkpoint cannot present a huge mostly-zero model (the served
+ * size is then at most about twice what the checkpoint stores).  Accepted
+ * holes are warned about, one line per tensor. */
+static int check_holes(const struct ckpt_catalog *c, const struct ckpt_opts *o,
+			     struct ckpt_err *e)
+{
+	uint64_t stored = 0, holes = 0, worst = 0, limit;
+	const char *wname = NULL;
+
+	for (size_t i = 0; i < c->nfiles; i++)
+		if (__builtin_add_overflow(stored, c->files[i].size, &stored))
+			stored = UINT64_MAX;
+	for (size_t i = 0; i < c->ntensors; i++) {
+		const struct ckpt_tensor *t = &c->tensors[i];
+		uint64_t covered = 0, hb;
+		if (!t->holes)
+			continue;
+		for (size_t k = 0; k < t->nchunks; k++)  /* disjoint after the coverage check */
+			covered += t->chunks[k].numel;
+		hb = (t->numel - covered) * ckpt_dtype_size(t->dtype);  /* <= nbytes <= 2^62 */
+		if (hb > worst) {
+			worst = hb;
+			wname = t->name;
+		}
+		if (__builtin_add_overflow(holes, hb, &holes))
+			holes = UINT64_MAX;
+	}
+	limit = o->max_hole_bytes ? o->max_hole_bytes : stored;
+	if (holes > limit)
+		return ckpt_err_set(e, -EFBIG, "%s: the holes to zero-fill add up to %llu bytes (key '%s' "
+			    "alone %llu), more than the %s of %llu bytes: refused; -o allow_holes=SIZE "
+			    "allows more", c->md_desc, (unsigned long long)holes, wname,
+			    (unsigned long long)worst,
+			    o->max_hole_bytes ? "-o allow_holes limit" : "checkpoint's data files",
+			    (unsigned long long)limit);
+	for (size_t i = 0; i < c->ntensors; i++) {
+		const struct ckpt_tensor *t = &c->tensors[i];
+		uint64_t covered = 0;
+		if (!t->holes)
+			continue;
+		for (size_t k = 0; k < t->nchunks; k++)
+			covered += t->chunks[k].numel;
+		ckpt_warn("%s: key '%s': chunks cover %llu of %llu elements; the rest reads as zeros",
+			  c->md_desc, t->name, (unsigned long long)covered, (unsigned long long)t->numel);
+	}
+	return 0;
+}
+
 int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt_opts *o,
 		      struct ckpt_err *e)
 {
@@ -620,7 +673,7 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 				       i ? "+" : "", i ? mds[i] : path);
 		if (dl >= sizeof(desc))
 			dl = sizeof(desc) - 1;
-		rc = read_metadata(&b, path, e);
+		rc = read_metadata(&b, path, mds[i], e);
 	}
 	if (rc)
 		goto out;
@@ -633,6 +686,8 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 		if (!rc && !st_input)
 			rc = bind_storage(&b, &c->tensors[i], e);
 	}
+	if (!rc && o->allow_holes)
+		rc = check_holes(c, o, e);
 	if (!rc && c->ntensors > 1)
 		qsort(c->tensors, c->ntensors, sizeof(*c->tensors), cmp_tensor);
 	if (!rc && c->nbytes > 1)

@@ -168,7 +168,7 @@ static int load(struct ckpt_chunkio *io, const struct ckpt_tensor *t, struct ckp
 			return ckpt_err_set(e, -ENOMEM, "out of memory");
 		if ((rc = ckpt_pread_full(f->fd, raw, ch->item_len, ch->item_off))) {
 			free(raw);
-			return ckpt_err_set(e, rc, "%s: read failed: %s", label, strerror(-rc));
+			return ckpt_err_set(e, rc, "%s: read failed: %s", label, ckpt_read_strerror(rc));
 		}
 		uint64_t limit = ch->numel * ckpt_dtype_size(t->dtype) + ITEM_OVERHEAD;
 		rc = zstd_all(raw, ch->item_len, limit > SIZE_MAX ? SIZE_MAX : (size_t)limit, &buf, &len,
@@ -192,7 +192,7 @@ static int load(struct ckpt_chunkio *io, const struct ckpt_tensor *t, struct ckp
 			return ckpt_err_set(e, -ENOMEM, "out of memory");
 		if ((rc = ckpt_pread_full(f->fd, buf, len, ch->item_off + base))) {
 			free(buf);
-			return ckpt_err_set(e, rc, "%s: read failed: %s", label, strerror(-rc));
+			return ckpt_err_set(e, rc, "%s: read failed: %s", label, ckpt_read_strerror(rc));
 		}
 	}
 	struct centry *ce = calloc(1, sizeof(*ce));
@@ -311,7 +311,7 @@ int ckpt_chunkio_copy(struct ckpt_chunkio *io, const struct ckpt_tensor *t,
 			return ckpt_err_set(e, rc, "%s: read of %llu bytes at file offset %llu failed: %s",
 					    label, (unsigned long long)(n * es),
 					    (unsigned long long)off,
-					    rc == -EIO ? "file is shorter than expected" : strerror(-rc));
+					    ckpt_read_strerror(rc));
 		}
 	} else {
 		struct centry *ce;

@@ -129,9 +129,7 @@ int ckpt_tensor_check_coverage(const char *where, struct ckpt_tensor *t, int all
 		return ckpt_err_set(e, -EINVAL, "%s: key '%s': chunks cover %llu of %llu elements "
 				    "(a hole; use -o allow_holes to zero-fill it)", where,
 				    t->name, (unsigned long long)covered, (unsigned long long)t->numel);
-	ckpt_warn("%s: key '%s': chunks cover %llu of %llu elements; the rest reads as zeros",
-		  where, t->name, (unsigned long long)covered, (unsigned long long)t->numel);
-	t->holes = 1;
+	t->holes = 1;  /* the caller warns once it has accepted the holes */
 	return 0;
 }
 

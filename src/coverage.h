@@ -17,7 +17,7 @@ int ckpt_tensor_add_chunk(struct ckpt_tensor *t, const int64_t *off, const int64
 
 /* Sorts t's chunks along their split dimension, drops identical duplicates,
  * and checks bounds and overlaps; uncovered elements are an error unless
- * allow_holes (then t->holes is set and a warning names the tensor).
+ * allow_holes (then t->holes is set, and the caller warns).
  * where names the source in messages.  Thread-safe. */
 int ckpt_tensor_check_coverage(const char *where, struct ckpt_tensor *t, int allow_holes,
 			       struct ckpt_err *e);

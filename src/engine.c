@@ -352,7 +352,7 @@ static int engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t l
 	if (f->kind == CKPT_VF_ASSET && !f->head) {
 		rc = ckpt_pread_full(f->fd, dst, len, off);
 		if (rc)
-			return ckpt_err_set(e, rc, "asset %s: read failed: %s", f->name, strerror(-rc));
+			return ckpt_err_set(e, rc, "asset %s: read failed: %s", f->name, ckpt_read_strerror(rc));
 		*got = len;
 		return 0;
 	}

@@ -126,6 +126,16 @@ static int check_extent(const struct ckpt_blob *b, struct ckpt_item *it, uint64_
 		it->contiguous = 1;
 		return 0;
 	}
+	/* An item never presents more elements than its storage holds, so what
+	 * is served is bounded by what the checkpoint stores.  DCP clones every
+	 * tensor whose storage size differs from its byte count before saving
+	 * (filesystem.py), so only a crafted item has stride 0 or overlapping
+	 * strides that read storage elements more than once. */
+	if (numel > storage_bytes / es)
+		return BAD("%s: data.pkl: the tensor has %llu elements but its storage only %llu (stride 0 "
+			   "or overlapping strides): refused, ckptfs serves no more bytes than an item "
+			   "stores", b->label, (unsigned long long)numel,
+			   (unsigned long long)(storage_bytes / es));
 	for (int d = 0; d < it->ndim; d++) {
 		uint64_t span;
 		if (__builtin_mul_overflow((uint64_t)(it->size[d] - 1), (uint64_t)it->stride[d], &span) ||

@@ -227,7 +227,7 @@ static int patch_asset(struct ckpt_vfile *f, const char *dtype, struct ckpt_err 
 		return oom(e);
 	if ((rc = ckpt_pread_full(f->fd, buf, f->size, 0))) {
 		free(buf);
-		return ckpt_err_set(e, rc, "asset %s: read failed: %s", f->name, strerror(-rc));
+		return ckpt_err_set(e, rc, "asset %s: read failed: %s", f->name, ckpt_read_strerror(rc));
 	}
 	f->head = (uint8_t *)patch_config(buf, f->size, dtype, &n);
 	free(buf);

@@ -34,6 +34,7 @@ struct cli {
 	char *ema_key;
 	char *bagel_stage;
 	char *explain;
+	char *allow_holes_size;
 	int allow_holes;
 	int keep_all;
 	int help;
@@ -65,6 +66,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("mapping_strict=%s", mapping_strict, 0),
 	CLI_OPT("--explain=%s", explain, 0),
 	CLI_OPT("allow_holes", allow_holes, 1),
+	CLI_OPT("allow_holes=%s", allow_holes_size, 0),
 	CLI_OPT("keep_all", keep_all, 1),
 	CLI_OPT("--tensors", tensors, 1),
 	CLI_OPT("--explain", tensors, 2),
@@ -129,8 +131,9 @@ static void usage(FILE *fp)
 "                         instead of refusing the checkpoint\n"
 "  -o keep_all            show every tensor under its raw DCP name\n"
 "                         (optimizer state included)\n"
-"  -o allow_holes         zero-fill regions no chunk covers (with a warning)\n"
-"                         instead of refusing the checkpoint\n"
+"  -o allow_holes[=N]     zero-fill regions no chunk covers (with a warning)\n"
+"                         instead of refusing the checkpoint, up to N bytes in\n"
+"                         all (default: the size of the checkpoint's data files)\n"
 "  -o cache_dir=DIR|auto  keep converted (and otherwise costly) blocks in DIR\n"
 "                         across mounts; auto: $XDG_CACHE_HOME/ckptfs (off by\n"
 "                         default; one ckptfs process per DIR)\n"
@@ -180,6 +183,14 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->allow_holes = c->allow_holes;
+	if (c->allow_holes_size) {
+		if (parse_size(c->allow_holes_size, &o->max_hole_bytes)) {
+			fprintf(stderr, "ckptfs: -o allow_holes=%s: expected a size such as 10GB\n",
+				c->allow_holes_size);
+			return -EINVAL;
+		}
+		o->allow_holes = o->max_hole_bytes > 0;
+	}
 	o->keep_all = c->keep_all;
 	o->assets = c->assets;
 	o->mapping = c->mapping;

@@ -16,6 +16,7 @@ struct ckpt_blocks;
 
 struct ckpt_opts {
 	int allow_holes;          /* zero-fill uncovered regions instead of failing */
+	uint64_t max_hole_bytes;  /* allow_holes: most bytes zero-filled; 0: the data files' size */
 	int keep_all;             /* show every tensor under its raw DCP name */
 	uint64_t max_shard_size;  /* bytes of tensor data per output file */
 	const char *assets;       /* directory whose non-weight files are shown too */

@@ -196,9 +196,12 @@ int ckpt_st_header_load(int fd, uint64_t base, uint64_t avail, const char *label
 	int rc;
 
 	*root = NULL;
-	if (avail < 8 || ckpt_pread_full(fd, len8, 8, base))
+	if (avail < 8 || (rc = ckpt_pread_full(fd, len8, 8, base)) == -ENODATA)
 		return ckpt_err_set(e, -EINVAL, "%s: byte %llu: too short for a safetensors header", label,
 				    (unsigned long long)base);
+	if (rc)
+		return ckpt_err_set(e, rc, "%s: byte %llu: read failed: %s", label,
+				    (unsigned long long)base, ckpt_read_strerror(rc));
 	uint64_t hl = 0;
 	for (int i = 7; i >= 0; i--)
 		hl = (hl << 8) | len8[i];
@@ -210,7 +213,7 @@ int ckpt_st_header_load(int fd, uint64_t base, uint64_t avail, const char *label
 		return ckpt_err_set(e, -ENOMEM, "out of memory");
 	if ((rc = ckpt_pread_full(fd, hdr, hl, base + 8))) {
 		free(hdr);
-		return ckpt_err_set(e, rc, "%s: read failed", label);
+		return ckpt_err_set(e, rc, "%s: read failed: %s", label, ckpt_read_strerror(rc));
 	}
 	*root = json_loadb(hdr, hl, JSON_REJECT_DUPLICATES, &je);
 	free(hdr);

@@ -18,7 +18,7 @@ for f in "$CKPTFS_SRCDIR"/src/*.c; do
 done
 flags="-std=gnu11 -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 if echo 'int main(void){return 0;}' > "$tmp/t.c" && $CC $flags "$tmp/t.c" -o "$tmp/t" 2>/dev/null; then
-	for t in test-pickle test-zip test-gather test-convert test-cache; do
+	for t in test-pickle test-zip test-gather test-convert test-cache test-dirlist; do
 		# shellcheck disable=SC2086
 		if $CC $flags -I"$CKPTFS_BUILDDIR" -I"$CKPTFS_SRCDIR/src" -DCKPTFS_PKGDATADIR='"/nonexistent"' \
 			$(pkg-config --cflags jansson libzstd libxxhash) $lib "$CKPTFS_SRCDIR/tests/unit/$t.c" \

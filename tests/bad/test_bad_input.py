@@ -37,8 +37,10 @@ import random
 import shutil
 import stat
 import subprocess
+import struct
 import sys
 import tempfile
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -560,6 +562,18 @@ def t_path_symlink():
     expect_refusal(["inspect", ck], "outside")
 
 
+@test(".metadata is a symlink to a copy outside the checkpoint: refused as outside")
+def t_metadata_symlink():
+    ck = fresh()
+    target = os.path.join(os.path.dirname(ck), "elsewhere.metadata")
+    shutil.move(os.path.join(ck, ".metadata"), target)
+    os.symlink(target, os.path.join(ck, ".metadata"))
+    expect_refusal(["inspect", ck], ".metadata", "outside")
+    os.remove(os.path.join(ck, ".metadata"))
+    os.symlink("../elsewhere.metadata", os.path.join(ck, ".metadata"))
+    expect_refusal(["inspect", ck], ".metadata", "outside")
+
+
 @test("shape (2**40, 2**40, 2**40) with one chunk of that size: overflow")
 def t_shape_overflow():
     ck = fresh()
@@ -620,6 +634,142 @@ def t_hole_allowed_export():
         raise Fail("w_row rows 0..2 differ from the reference")
     if data[3 * row:] != bytes(2 * row):
         raise Fail(f"w_row rows 3..4 are not zero: {data[3 * row:].hex()}")
+
+
+# --------------------------------------------------------------------------
+# Served size bounded by stored size: stride 0, and holes with allow_holes
+
+def _pk_int(v):
+    """A pickle integer: BININT for 32-bit values, LONG1 otherwise."""
+    if -2 ** 31 <= v < 2 ** 31:
+        return b"J" + struct.pack("<i", v)
+    raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def _pk_str(t):
+    return b"X" + struct.pack("<I", len(t)) + t.encode()
+
+
+def tensor_item(size, stride, count, data, storage="FloatStorage"):
+    """A torch.save zip of one tensor, written by hand: data.pkl is
+    _rebuild_tensor_v2(persistent ('storage', torch.<storage>, '0', 'cpu',
+    count), 0, size, stride, False, OrderedDict()); data/0 holds data."""
+    tup = lambda xs: b"(" + b"".join(_pk_int(x) for x in xs) + b"t"
+    pk = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((" + _pk_str("storage") +
+          b"ctorch\n" + storage.encode() + b"\n" + _pk_str("0") + _pk_str("cpu") +
+          _pk_int(count) + b"tQ" + _pk_int(0) + tup(size) + tup(stride) +
+          b"\x89ccollections\nOrderedDict\n)RtR.")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pk)
+        z.writestr("archive/byteorder", b"little")
+        z.writestr("archive/data/0", data)
+        z.writestr("archive/version", b"3\n")
+    return buf.getvalue()
+
+
+def add_tensor(ck, fqn, shape, chunks, item_file="extra.distcp"):
+    """Adds a float32 tensor fqn of the given shape to ck's .metadata, with
+    chunks [(offsets, sizes, item bytes)] stored one after the other in
+    item_file."""
+    blob, placed = b"", []
+    for off, sz, item in chunks:
+        placed.append((off, sz, len(blob), len(item)))
+        blob += item
+    with open(os.path.join(ck, item_file), "wb") as fh:
+        fh.write(blob)
+
+    def edit(root):
+        proto = sdm(root)["model.plain"]           # float32 in this fixture
+        c0 = proto.chunks[0]
+        k0 = storage_key(root, "model.plain", (0, 0))
+        si0 = root.storage_data[k0]
+        sdm(root)[fqn] = new(proto._module, proto._qualname, properties=proto.properties,
+                             size=Size(shape),
+                             chunks=[new(c0._module, c0._qualname, offsets=Size(o), sizes=Size(z))
+                                     for o, z, _, _ in placed])
+        for o, z, at, ln in placed:
+            k = new(k0._module, k0._qualname, **dict(k0.__dict__))
+            k.fqn, k.offset = fqn, Size(o)
+            si = new(si0._module, si0._qualname, **dict(si0.__dict__))
+            si.relative_path, si.offset, si.length = item_file, at, ln
+            root.storage_data[k] = si
+    rewrite_meta(ck, edit)
+
+
+@test("stride 0 in a real item (w_row rows 0..2, 12 elements, read from a storage of 4): "
+      "refused, names the item and 'stride 0'")
+def t_stride0_patched():
+    ck = fresh()
+    p = os.path.join(ck, "__0_0.distcp")
+    info = dcp_ref.load(ck).storage[("model.w_row", (0, 0))]
+    with open(p, "rb") as fh:
+        data = bytearray(fh.read())
+    item = data[info[1]:info[1] + info[2]]
+    # data.pkl: storage count 12 -> 4 (BININT1 12, TUPLE) and stride (4, 1) -> (0, 1)
+    for old, repl in ((b"K\x0ct", b"K\x04t"), (b"K\x04K\x01\x86", b"K\x00K\x01\x86")):
+        if item.count(old) != 1:
+            raise Fail(f"the fixture's data.pkl is not as expected ({old!r} found {item.count(old)}x)")
+        item = item.replace(old, repl)
+    data[info[1]:info[1] + info[2]] = item
+    with open(p, "wb") as fh:
+        fh.write(data)
+    expect_refusal(["inspect", ck], "__0_0.distcp", "model.w_row", "stride 0", "12 elements")
+
+
+@test("a 2**40-element float32 tensor from one stored element (stride 0: a 4 TiB tensor from "
+      "4 bytes): refused")
+def t_stride0_huge():
+    ck = fresh()
+    n = 2 ** 40
+    add_tensor(ck, "model.huge", (n,), [((0,), (n,), tensor_item((n,), (0,), 1, b"\0\0\x80\x3f"))])
+    expect_refusal(["inspect", ck], "extra.distcp", "model.huge", "stride 0")
+
+
+@test("the same crafted item with stride 1 and 4 stored elements is accepted and exported "
+      "(the hand-written item format is right)")
+def t_crafted_item_ok():
+    ck = fresh()
+    vals = struct.pack("<4f", 1.5, -2.0, 3.25, 0.0)
+    add_tensor(ck, "model.extra", (4,), [((0,), (4,), tensor_item((4,), (1,), 4, vals))])
+    _, tensors = export_tensors(ck)
+    if tensors.get("extra") != ("F32", (4,), vals):
+        raise Fail(f"extra exported as {tensors.get('extra')!r}")
+
+
+def _huge_hole(ck):
+    # 2**40 float32 elements declared, one chunk of 1 element stored
+    add_tensor(ck, "model.huge", (2 ** 40,),
+               [((0,), (1,), tensor_item((1,), (1,), 1, b"\0\0\x80\x3f"))])
+
+
+@test("-o allow_holes on a 2**40-element tensor with one stored element (4 TiB of zeros from "
+      "KBs): refused, names the key, the bytes and allow_holes=SIZE")
+def t_hole_huge():
+    ck = fresh()
+    _huge_hole(ck)
+    stored = sum(os.path.getsize(os.path.join(ck, f)) for f in os.listdir(ck) if f.endswith(".distcp"))
+    expect_refusal(["inspect", ck, "-o", "allow_holes"], "model.huge", str(2 ** 42 - 4),
+                   str(stored), "allow_holes=SIZE")
+    expect_refusal(["inspect", ck, "-o", "allow_holes=1TiB"], "model.huge", str(2 ** 40),
+                   "-o allow_holes limit")
+
+
+@test("-o allow_holes=5TiB accepts the 4 TiB hole: inspect shows the tensor's 2**42 bytes")
+def t_hole_huge_allowed():
+    ck = fresh()
+    _huge_hole(ck)
+    rc, out, err = run(["inspect", ck, "-o", "allow_holes=5TiB"])
+    if rc != 0:
+        raise Fail(f"inspect -o allow_holes=5TiB failed (rc {rc}): {err.strip()!r}")
+    sizes = [int(w[1]) for w in (l.split() for l in out.splitlines())
+             if len(w) >= 3 and w[0].endswith(".safetensors") and w[2] == "bytes"]
+    if not sizes or max(sizes) < 2 ** 42:
+        raise Fail(f"inspect does not show a file of at least {2 ** 42} bytes: {out!r}")
+    rc, out, err = run(["inspect", ck, "-o", "allow_holes=lots"])
+    if rc == 0 or "allow_holes=lots" not in err:
+        raise Fail(f"-o allow_holes=lots not refused as a bad size (rc {rc}): {err!r}")
 
 
 @test("partial overlap (w_row second chunk moved to row 2, 3 rows): overlap")

@@ -14,6 +14,9 @@ Standard library only (the zstd command, when installed, unpacks zstd items).
   safetensors/  the small fixture model, and real headers (fixture, GOLDEN
                 hf-sharded shards with DCP_SHARDING_INFO) with every tensor
                 shrunk to at most 2 per dimension, plus hand-made edge cases
+  dir/          whole checkpoint directories packed in fuzz-dir.c's format
+                (the smaller fixtures, the fuzz data checkpoint, the small
+                safetensors model, and symlinks in and out)
 Seeds are named seed-*, so a later `-merge=1` keeps them apart from what the
 fuzzer found.  Existing seed-* files are replaced; other files are kept."""
 import glob
@@ -111,9 +114,75 @@ def st_file(entries, meta=None, pad=0, extra=b""):
     return struct.pack("<Q", len(js)) + js + data + extra
 
 
+def pack_entry(name, content, link=False):
+    """One entry of fuzz-dir.c's input format."""
+    name = name.encode()
+    return (b"l" if link else b"f") + bytes([len(name)]) + name + struct.pack("<I", len(content)) + content
+
+
+def pack_dir(path, skip=(), rename=None):
+    """A directory (files and one level of subdirectories) as fuzz-dir input."""
+    out = b""
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            rel = os.path.relpath(os.path.join(root, f), path)
+            if rel in skip or rel.count("/") > 1:
+                continue
+            with open(os.path.join(root, f), "rb") as fh:
+                out += pack_entry((rename or {}).get(rel, rel), fh.read())
+    return out
+
+
+def dir_seeds(fixtures):
+    clear("dir")
+    dcp = os.path.join(fixtures, "dcp")
+    for name in ("torch2.6-dtensor-2ranks", "torch1.13-shardedtensor-2ranks",
+                 "lightning-fsdp1-torch2.0", "torch1.13-per-item-files"):
+        if os.path.isdir(os.path.join(dcp, name)):
+            put("dir", "fixture-" + name, pack_dir(os.path.join(dcp, name)))
+    data = os.path.join(HERE, "data", "metadata")
+    mdc = os.path.join(CORPUS, "metadata")
+    for md, sub in (("seed-plain", None), ("seed-zstd", "z")):
+        if not os.path.exists(os.path.join(mdc, md)):
+            continue
+        with open(os.path.join(mdc, md), "rb") as fh:
+            blob = pack_entry(".metadata", fh.read())
+        for f in ("__0_0.distcp", "__1_0.distcp") if sub is None else ():
+            blob += pack_entry(f, open(os.path.join(data, f), "rb").read())
+        if sub:
+            for f in sorted(os.listdir(os.path.join(data, sub))):
+                blob += pack_entry(f"{sub}/{f}", open(os.path.join(data, sub, f), "rb").read())
+        for f in ("config.json", "tokenizer_config.json"):
+            blob += pack_entry(f, open(os.path.join(data, f), "rb").read())
+        put("dir", "data-" + md[5:], blob)
+    tiny = os.path.join(fixtures, "hf", "tiny-llama-f32-synthetic")
+    if os.path.isdir(tiny):
+        put("dir", "hf-tiny-llama-f32", pack_dir(tiny))
+    dt = os.path.join(dcp, "torch2.6-dtensor-2ranks")
+    if os.path.isdir(dt):
+        # a data file reached through a symlink inside (accepted), and one
+        # through a symlink to a copy next to the checkpoint (refused)
+        one = open(os.path.join(dt, "__1_0.distcp"), "rb").read()
+        base = pack_dir(dt, skip=("__1_0.distcp",))
+        put("dir", "symlink-inside", base + pack_entry("r1.distcp", one) +
+            pack_entry("__1_0.distcp", b"r1.distcp", link=True))
+        put("dir", "symlink-outside", base + pack_entry("bait1.distcp", one) +
+            pack_entry("__1_0.distcp", b"../bait1.distcp", link=True))
+        put("dir", "symlink-subdir-outside", base + pack_entry("bait1.distcp", one) +
+            pack_entry("sub", b"..", link=True) +
+            pack_entry("__1_0.distcp", b"sub/bait1.distcp", link=True))
+    d = os.path.join(CORPUS, "dir")
+    files = os.listdir(d)
+    print(f"dir: {len(files)} files, {sum(os.path.getsize(os.path.join(d, f)) for f in files)} bytes")
+
+
 def main():
     fixtures = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "fixtures")
     golden = sys.argv[2] if len(sys.argv) > 2 else "/tmp/ck"
+    if os.environ.get("SEEDS_ONLY") == "dir":
+        dir_seeds(fixtures)
+        return
     for h in ("item", "pickle", "metadata", "safetensors"):
         clear(h)
 
@@ -206,6 +275,7 @@ def main():
     put("safetensors", "holes", st_file(
         [("t", "F32", [1, 2], f32(1, 2))],
         {"DCP_SHARDING_INFO": json.dumps({"t": {"saved_offsets": [3, 2]}})}))
+    dir_seeds(fixtures)
     for h in ("item", "pickle", "metadata", "safetensors"):
         d = os.path.join(CORPUS, h)
         files = os.listdir(d)

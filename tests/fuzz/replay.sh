@@ -25,7 +25,7 @@ srcdir=${CKPTFS_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${CKPTFS_BUILDDIR:-$srcdir}
 cc=${CC:-cc}
 fz=$srcdir/tests/fuzz
-harnesses="pickle item metadata safetensors mapping"
+harnesses="pickle item metadata safetensors mapping dir"
 
 skip() {
 	echo "1..0 # SKIP $*"
