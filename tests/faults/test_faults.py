@@ -117,9 +117,10 @@ def is_mounted(mnt):
         return any(line.split()[1] == mnt for line in f)
 
 
-def mount(src, mnt, env):
-    # cache_size=1: a strided item is loaded again for every read (never kept)
-    p = subprocess.Popen([BIN, src, mnt, "-f", "-o", "cache_size=1"], stdout=subprocess.DEVNULL,
+def mount(src, mnt, env, opts="item_cache=1,prefetch=0"):
+    # item_cache=1: a strided item is loaded again for every read (never kept);
+    # prefetch=0: no block pool either, so every read reaches the source
+    p = subprocess.Popen([BIN, src, mnt, "-f", "-o", opts], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, env=env)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 15:
@@ -195,6 +196,37 @@ def check_export(ck, work, env, ctl, ref, w_row_rec):
     set_fault(ctl)
 
 
+def check_pool(ck, work, env, ctl, w_row_rec):
+    """The default mount (block pool and read-ahead on) with a converted
+    dtype, so the file's bytes are made in pooled blocks: a fault fails the
+    reads of its block with EIO and leaves nothing behind; once the fault is
+    lifted the block is made right, and a made block is served from memory."""
+    exp = os.path.join(work, "exp16")
+    r = subprocess.run([BIN, "export", "-q", ck, exp, "-o", "dtype=fp16"], capture_output=True, text=True)
+    if not ok(r.returncode == 0, "fp16 reference export", r.stderr.strip()):
+        return
+    with open(os.path.join(exp, "model.safetensors"), "rb") as fp:
+        ref16 = fp.read()
+    data_start, _ = served_ranges(os.path.join(exp, "model.safetensors"))
+    mnt = os.path.join(work, "mnt-pool")
+    os.mkdir(mnt)
+    set_fault(ctl, (BAD,) + w_row_rec[1:])
+    p = mount(ck, mnt, env, "dtype=fp16")
+    f = os.path.join(mnt, "model.safetensors")
+    try:
+        ok(dread(f, data_start, len(ref16) - data_start) == errno.EIO and
+           dread(f, 0, data_start) == ref16[:data_start],
+           "pooled blocks: a fault fails the reads of its block with EIO; the header still reads")
+        set_fault(ctl)
+        ok(dread(f, 0, len(ref16)) == ref16, "... lifted: the block is made again and is right")
+        set_fault(ctl, (BAD, 0, 1 << 62))
+        ok(dread(f, 0, len(ref16)) == ref16,
+           "... a block already made is served from memory (right bytes) under a new fault")
+    finally:
+        set_fault(ctl)
+        unmount(mnt, p)
+
+
 def check_mount(ck, work, env, ctl, ref, w_row_rec, tr_rec, count):
     mnt = os.path.join(work, "mnt")
     os.mkdir(mnt)
@@ -240,7 +272,7 @@ def check_mount(ck, work, env, ctl, ref, w_row_rec, tr_rec, count):
         # fault on tr's record (a strided item, read whole into the item cache)
         set_fault(ctl, (BAD,) + tr_rec[1:])
         ok(dread(f, ts, te - ts) == errno.EIO and dread(f, ts + 8, 8) == errno.EIO,
-           "fault on tr's record (strided item, loaded whole, cache_size=1): reads of tr fail with EIO, "
+           "fault on tr's record (strided item, loaded whole, item_cache=1): reads of tr fail with EIO, "
            "twice")
         ok(dread(f, bad[0], bad[1] - bad[0]) == ref[bad[0]:bad[1]],
            "... while w_row rows 3..4 (same file, healthy range now) read the right bytes")
@@ -316,6 +348,7 @@ def main():
         if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
             print("# mount part skipped: no /dev/fuse or fusermount3")
         else:
+            check_pool(ck, work, env, ctl, w_row_rec)  # first: check_mount replaces files
             check_mount(ck, work, env, ctl, ref, w_row_rec, tr_rec, count)
     print(f"1..{n}")
     sys.exit(1 if failed else 0)
