@@ -54,7 +54,7 @@ struct ckpt_blocks {
 	size_t qcap, qhead, qlen;
 	struct stream st[NSTREAMS];
 	uint64_t clock;
-	size_t ahead;           /* blocks read ahead of a forward reader */
+	size_t ahead;           /* most blocks read ahead of one forward reader */
 	int stop;
 	pthread_t *tid;
 	int want, nworkers;     /* workers asked for; started (on first use) */
@@ -167,8 +167,15 @@ static void read_ahead(struct ckpt_blocks *b, const struct ckpt_block_src *src, 
 	}
 	st->last = blk;
 	st->used = ++b->clock;
+	/* the streams share half the pool: read-ahead that outruns it would be
+	 * pushed out by other streams' blocks before it is read, and made twice */
+	size_t active = 0;
+	for (int i = 0; i < NSTREAMS; i++)
+		active += b->st[i].owner && b->clock - b->st[i].used < 4 * (uint64_t)b->nslots;
+	size_t ahead = b->nslots / 2 / (active ? active : 1);
+	ahead = ahead < 1 ? 1 : ahead > b->ahead ? b->ahead : ahead;
 	uint64_t from = st->queued > blk ? st->queued + 1 : blk + 1;
-	for (uint64_t k = from; k <= blk + b->ahead; k++) {
+	for (uint64_t k = from; k <= blk + ahead; k++) {
 		size_t len = src->length(owner, file, k);
 		st->queued = k;
 		if (!len || find(b, owner, file, k) || queued(b, owner, file, k))
