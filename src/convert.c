@@ -316,8 +316,35 @@ static const char *convert_with(int t, enum ckpt_dtype from, enum ckpt_dtype to,
 	return kernel_name(t, from, to);
 }
 
+static ckpt_convert_offload_fn *offload_fn;
+static void *offload_ctx;
+static size_t offload_min;
+static unsigned long long offloaded;
+
+void ckpt_convert_set_offload(ckpt_convert_offload_fn *fn, void *ctx, size_t min_elems)
+{
+	offload_fn = fn;
+	offload_ctx = ctx;
+	offload_min = min_elems ? min_elems : 1;
+}
+
+size_t ckpt_convert_batch(void)
+{
+	return offload_fn && offload_min > 65536 ? offload_min : 65536;
+}
+
+unsigned long long ckpt_convert_offloaded_bytes(void)
+{
+	return __atomic_load_n(&offloaded, __ATOMIC_RELAXED);
+}
+
 void ckpt_convert(enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst, size_t n)
 {
+	if (offload_fn && n >= offload_min && from != to && ckpt_convert_supported(from, to) &&
+	    !offload_fn(offload_ctx, from, to, src, dst, n)) {
+		__atomic_fetch_add(&offloaded, (unsigned long long)n * ckpt_dtype_size(to), __ATOMIC_RELAXED);
+		return;
+	}
 	convert_with(best_tier(), from, to, src, dst, n);
 }
 

@@ -62,9 +62,28 @@ int ckpt_convert_supported(enum ckpt_dtype from, enum ckpt_dtype to);
  * tensor.to(dtype) does (see the NaN policy above).  src and dst must not
  * overlap; neither needs any alignment.  Uses the fastest kernel this CPU
  * supports.  Thread-safe, allocates nothing, no global state besides a
- * one-time CPU feature detection.  For a pair ckpt_convert_supported()
+ * one-time CPU feature detection (and the offload, if set).  For a pair ckpt_convert_supported()
  * refuses, nothing is written. */
 void ckpt_convert(enum ckpt_dtype from, enum ckpt_dtype to, const void *src, void *dst, size_t n);
+
+/* An offload of large conversions (the GPU path, gpu.h): fn converts n
+ * elements like ckpt_convert and returns 0, or nonzero to leave the call to
+ * the CPU kernels. */
+typedef int ckpt_convert_offload_fn(void *ctx, enum ckpt_dtype from, enum ckpt_dtype to,
+				    const void *src, void *dst, size_t n);
+
+/* Routes ckpt_convert calls of at least min_elems elements (not identity
+ * copies) to fn (NULL: none).  Call before any conversion runs (no
+ * synchronisation with concurrent ckpt_convert calls). */
+void ckpt_convert_set_offload(ckpt_convert_offload_fn *fn, void *ctx, size_t min_elems);
+
+/* How many elements a caller converting a long run should pass per
+ * ckpt_convert call: 65536 (L2-sized blocks), or the offload's minimum
+ * when one is set. */
+size_t ckpt_convert_batch(void);
+
+/* Output bytes the offload has produced.  Thread-safe. */
+unsigned long long ckpt_convert_offloaded_bytes(void);
 
 /* The scalar reference (integer arithmetic only), same contract as
  * ckpt_convert; the fast kernels agree with it bit for bit. */

@@ -4,6 +4,7 @@
 #include "assets.h"
 #include "blocks.h"
 #include "cachekey.h"
+#include "convert.h"
 #include "dcache.h"
 #include "serve.h"
 
@@ -244,7 +245,8 @@ size_t ckpt_engine_stats(struct ckpt_engine *g, char *buf, size_t n)
 			 "blocks_made %llu\ncache_hits %llu\ncache_misses %llu\ncache_corrupt %llu\n"
 			 "cache_writes %llu\ncache_write_skips %llu\ncache_evictions %llu\n"
 			 "cache_bytes %llu\ncache_blocks %llu\nprefetch_issued %llu\n"
-			 "prefetch_made %llu\nprefetch_hits %llu\nprefetch_waits %llu\n",
+			 "prefetch_made %llu\nprefetch_hits %llu\nprefetch_waits %llu\n"
+			 "bytes_converted_gpu %llu\n",
 			 LD(g->reads), LD(g->bytes_served), LD(g->read_errors), LD(s->bytes_read),
 			 LD(s->bytes_converted), LD(s->item_loads), LD(s->item_hits), LD(g->blocks_made),
 			 (unsigned long long)ds.hits, (unsigned long long)ds.misses,
@@ -252,7 +254,8 @@ size_t ckpt_engine_stats(struct ckpt_engine *g, char *buf, size_t n)
 			 (unsigned long long)ds.write_skips, (unsigned long long)ds.evictions,
 			 (unsigned long long)ds.bytes, (unsigned long long)ds.blocks,
 			 (unsigned long long)bs.issued, (unsigned long long)bs.made,
-			 (unsigned long long)bs.hits, (unsigned long long)bs.waits);
+			 (unsigned long long)bs.hits, (unsigned long long)bs.waits,
+			 ckpt_convert_offloaded_bytes());
 	return w < 0 ? 0 : (size_t)w < n ? (size_t)w : n - 1;
 }
 

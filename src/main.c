@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fuse_lowlevel.h>
 #include <fuse_opt.h>
 #include <stddef.h>
@@ -13,9 +14,11 @@
 #include <unistd.h>
 
 #include "blocks.h"
+#include "convert.h"
 #include "dcache.h"
 #include "engine.h"
 #include "frontends.h"
+#include "gpu.h"
 #include "fs.h"
 #include "rundir.h"
 
@@ -26,6 +29,7 @@ struct cli {
 	char *cache_min_free;
 	char *prefetch;
 	char *item_cache;
+	char *gpu;
 	char *assets;
 	char *mapping;
 	char *mapping_strict;
@@ -57,6 +61,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("cache_min_free=%s", cache_min_free, 0),
 	CLI_OPT("prefetch=%s", prefetch, 0),
 	CLI_OPT("item_cache=%s", item_cache, 0),
+	CLI_OPT("gpu=%s", gpu, 0),
 	CLI_OPT("assets=%s", assets, 0),
 	CLI_OPT("mapping=%s", mapping, 0),
 	CLI_OPT("dtype=%s", dtype, 0),
@@ -142,6 +147,8 @@ static void usage(FILE *fp)
 "  -o prefetch=N          mount: memory for blocks made ahead of a sequential\n"
 "                         reader, in MiB or with a suffix (default 64; 0: off)\n"
 "  -o item_cache=N        memory for compressed and strided items (default 1GiB)\n"
+"  -o gpu=on|off          convert large runs of elements on the GPU (builds with\n"
+"                         --enable-cuda; falls back to the CPU; default off)\n"
 "  --tensors              inspect: list every tensor\n"
 "  --explain[=NAME]       inspect: how each output tensor (or NAME) is made\n"
 "  -q, --quiet            export: no progress bar\n"
@@ -273,6 +280,18 @@ static int build_opts(const struct cli *c, struct ckpt_opts *o)
 		}
 	}
 	o->cache_dir = c->cache_dir;
+	if (c->gpu && strcmp(c->gpu, "on") && strcmp(c->gpu, "off")) {
+		fprintf(stderr, "ckptfs: -o gpu=%s: expected on or off\n", c->gpu);
+		return -EINVAL;
+	}
+	o->gpu = c->gpu && !strcmp(c->gpu, "on");
+#ifndef HAVE_CUDA
+	if (o->gpu) {
+		fprintf(stderr, "ckptfs: -o gpu=on: this ckptfs was built without CUDA "
+			"(./configure --enable-cuda)\n");
+		return -EINVAL;
+	}
+#endif
 	return 0;
 }
 
@@ -288,6 +307,40 @@ static char *default_cache_dir(void)
 	else
 		return NULL;
 	return strdup(buf);
+}
+
+/* -o gpu=on: the GPU is opened on first use, in the process that converts
+ * (a mount daemonizes with fork, which a CUDA context does not survive);
+ * when it cannot be used, or a call fails, the CPU converts (a warning,
+ * once). */
+#define GPU_MIN_ELEMS (1u << 20)
+#define GPU_CHUNK (64u << 20)
+static pthread_once_t gpu_once = PTHREAD_ONCE_INIT;
+static struct ckpt_gpu *gpu;
+static int gpu_warned;
+
+static void gpu_open_once(void)
+{
+	struct ckpt_err e = { 0 };
+	if (ckpt_gpu_open(&gpu, GPU_CHUNK, &e))
+		ckpt_warn("-o gpu=on: %s; converting on the CPU", e.msg);
+}
+
+static int gpu_offload(void *ctx, enum ckpt_dtype from, enum ckpt_dtype to, const void *src,
+		       void *dst, size_t n)
+{
+	struct ckpt_err e = { 0 };
+	(void)ctx;
+	pthread_once(&gpu_once, gpu_open_once);
+	if (!gpu)
+		return -1;
+	if (ckpt_gpu_convert(gpu, from, to, src, dst, n, &e)) {
+		if (!__atomic_exchange_n(&gpu_warned, 1, __ATOMIC_RELAXED))
+			ckpt_warn("-o gpu=on: %s; this and later failed runs are converted on the CPU",
+				  e.msg);
+		return -1;
+	}
+	return 0;
 }
 
 /* Opens what the engines of this process share: the cache directory, and
@@ -315,6 +368,8 @@ static int open_shared(struct ckpt_opts *o, int mount)
 			return 1;
 		}
 	}
+	if (o->gpu)
+		ckpt_convert_set_offload(gpu_offload, NULL, GPU_MIN_ELEMS);
 	if (mount && (o->prefetch || o->dcache)) {
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		int workers = !o->prefetch ? 0 : ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
@@ -331,6 +386,9 @@ static int open_shared(struct ckpt_opts *o, int mount)
 /* Frees what open_shared made, after every engine using it is closed. */
 static void close_shared(struct ckpt_opts *o)
 {
+	ckpt_convert_set_offload(NULL, NULL, 0);
+	ckpt_gpu_close(gpu);
+	gpu = NULL;
 	ckpt_blocks_free(o->blocks);
 	ckpt_dcache_close(o->dcache);
 	o->blocks = NULL;
@@ -354,6 +412,7 @@ static void free_cli(struct cli *c)
 	free(c->cache_min_free);
 	free(c->prefetch);
 	free(c->item_cache);
+	free(c->gpu);
 	free(c->assets);
 	free(c->mapping);
 	free(c->mapping_strict);

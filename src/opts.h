@@ -36,6 +36,7 @@ struct ckpt_opts {
 	uint64_t cache_size;      /* its size cap */
 	uint64_t cache_min_free;  /* free space it leaves on its file system */
 	uint64_t prefetch;        /* read-ahead memory budget of the mount, 0: none */
+	int gpu;                  /* gpu=on: large conversions on the GPU (gpu.h) */
 	/* Shared state the front end sets up from the options above (not options
 	 * themselves): the open cache directory and the mount's block pool. */
 	struct ckpt_dcache *dcache;

@@ -9,7 +9,6 @@
 #include "convert.h"
 #include "gather.h"
 
-#define CONVERT_BLOCK 65536  /* elements gathered per conversion step */
 
 /* Segment holding element x of t: binary search over cumulative counts
  * would need a table; recipes are short (a few segments) except row
@@ -42,10 +41,11 @@ static int gather_converted(struct ckpt_chunkio *io, const struct ckpt_segment *
 	if (!ckpt_convert_supported(from, to))
 		return ckpt_err_set(e, -ENOTSUP, "tensor '%s': no conversion from %s to %s",
 				    sg->src->name, ckpt_dtype_name(from), ckpt_dtype_name(to));
-	if (!(buf = malloc((n < CONVERT_BLOCK ? n : CONVERT_BLOCK) * ein)))
+	uint64_t batch = ckpt_convert_batch();  /* elements gathered per conversion step */
+	if (!(buf = malloc((n < batch ? n : batch) * ein)))
 		return ckpt_err_set(e, -ENOMEM, "out of memory");
 	while (n > 0 && !rc) {
-		uint64_t take = n < CONVERT_BLOCK ? n : CONVERT_BLOCK;
+		uint64_t take = n < batch ? n : batch;
 		if (!(rc = ckpt_gather_box(io, sg, first, take, buf, e))) {
 			ckpt_convert(from, to, buf, dst, take);
 			__atomic_fetch_add(&ckpt_chunkio_stats(io)->bytes_converted, take * eout,
