@@ -365,6 +365,11 @@ static int engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t l
 		memcpy(dst, f->head + off, n);
 		done = n;
 	}
+	if (!g->opts.blocks && g->dkey < 0 && done < len) {  /* nothing keeps blocks: one run */
+		if ((rc = serve_range(g, f, off + done, len - done, dst + done, e)))
+			return rc;
+		done = len;
+	}
 	while (done < len) {
 		uint64_t pos = off + done, blk = pos / CKPT_BLOCK, a, z;
 		block_bounds(f, blk, &a, &z);
@@ -378,15 +383,13 @@ static int engine_read(struct ckpt_engine *g, size_t idx, uint64_t off, size_t l
 					      (size_t)(z - a), (size_t)(pos - a), n, dst + done, e);
 		} else if (pos == a && n == z - a) {
 			rc = block_fill(g, (uint32_t)idx, blk, dst + done, n, e);
-		} else if (g->dkey >= 0) {  /* part of a block: make (or fetch) all of it */
+		} else {  /* part of a block, with the on-disk cache: make (or fetch) all of it */
 			uint8_t *tmp = malloc((size_t)(z - a));
 			rc = tmp ? block_fill(g, (uint32_t)idx, blk, tmp, (size_t)(z - a), e)
 				 : ckpt_err_set(e, -ENOMEM, "out of memory");
 			if (!rc)
 				memcpy(dst + done, tmp + (pos - a), n);
 			free(tmp);
-		} else {
-			rc = serve_range(g, f, pos, n, dst + done, e);
 		}
 		if (rc)
 			return rc;
