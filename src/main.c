@@ -600,7 +600,11 @@ int main(int argc, char **argv)
 		usage(stdout);
 		rc = 0;
 	} else if (c.version) {
+#ifdef HAVE_CUDA
+		printf("ckptfs %s (libfuse %d, CUDA)\n", PACKAGE_VERSION, fuse_version());
+#else
 		printf("ckptfs %s (libfuse %d)\n", PACKAGE_VERSION, fuse_version());
+#endif
 		rc = 0;
 	} else {
 		raise_fd_limit();
