@@ -37,7 +37,7 @@ for h in "$@"; do
 	case $h in
 	safetensors) dict=$here/safetensors.dict maxlen=8192 ;;
 	metadata) dict=$here/pickle.dict maxlen=24576 ;;
-	dir) dict=$here/pickle.dict maxlen=65536 ;;
+	dir) dict=$here/pickle.dict maxlen=131072 ;;
 	*) dict=$here/pickle.dict maxlen=8192 ;;
 	esac
 	echo "== $h: fuzzing for $secs s" >&2
