@@ -6,7 +6,7 @@ Rows (median of --runs runs each; commands alternate, so drift hits all):
   transport ceiling (bench/fuse_ceiling: a file of the same size served from
   memory, read the same way, by one reader and by 16); `cat` of the mount by
   one reader and by 16 with the stored dtype and with -o dtype=bf16 (and
-  bf16 without read-ahead); `cp -r` of the mount stored, bf16, and bf16 from
+  bf16 with read-ahead off and on, whatever the default for this machine); `cp -r` of the mount stored, bf16, and bf16 from
   a warm on-disk cache; `ckptfs export -o dtype=bf16`; the daemon's peak RSS.  With --python (a python with torch + transformers), also torch's
   own route to a bf16 HF directory (dcp_to_torch_save + cast + safetensors
   save) against mounting + from_pretrained, and from_pretrained from the
@@ -178,6 +178,7 @@ def main():
         ("16 readers, stored dtype", read_mount(readers=16), served_orig),
         ("cat mount, dtype=bf16", read_mount("-o", "dtype=bf16"), served_bf16),
         ("  ... prefetch=0", read_mount("-o", "dtype=bf16,prefetch=0"), served_bf16),
+        ("  ... prefetch=64", read_mount("-o", "dtype=bf16,prefetch=64"), served_bf16),
         ("16 readers, dtype=bf16", read_mount("-o", "dtype=bf16", readers=16), served_bf16),
         ("cp -r mount, stored", cp_mount(), served_orig),
         ("cp -r mount, bf16", cp_mount("-o", "dtype=bf16"), served_bf16),

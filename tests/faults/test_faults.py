@@ -197,7 +197,7 @@ def check_export(ck, work, env, ctl, ref, w_row_rec):
 
 
 def check_pool(ck, work, env, ctl, w_row_rec):
-    """The default mount (block pool and read-ahead on) with a converted
+    """A mount with the block pool and read-ahead (prefetch=16) and a converted
     dtype, so the file's bytes are made in pooled blocks: a fault fails the
     reads of its block with EIO and leaves nothing behind; once the fault is
     lifted the block is made right, and a made block is served from memory."""
@@ -211,7 +211,7 @@ def check_pool(ck, work, env, ctl, w_row_rec):
     mnt = os.path.join(work, "mnt-pool")
     os.mkdir(mnt)
     set_fault(ctl, (BAD,) + w_row_rec[1:])
-    p = mount(ck, mnt, env, "dtype=fp16")
+    p = mount(ck, mnt, env, "dtype=fp16,prefetch=16")
     f = os.path.join(mnt, "model.safetensors")
     try:
         ok(dread(f, data_start, len(ref16) - data_start) == errno.EIO and

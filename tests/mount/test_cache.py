@@ -133,7 +133,7 @@ def main():
         nblocks = -(-len(st_ref) // MIB)  # every 1 MiB block holds converted bytes
 
         cache = os.path.join(work, "cache")
-        opts = ["dtype=bf16", f"cache_dir={cache}"]
+        opts = ["dtype=bf16", f"cache_dir={cache}", "prefetch=16"]  # read-ahead on, any CPU count
         files, st = session(src, mnt, opts, "first mount")
         ok(files == ref, "first mount: every byte equals the reference")
         ok(st["blocks_made"] == nblocks and st["cache_writes"] == nblocks and
