@@ -155,6 +155,42 @@ static int check_extent(const struct ckpt_blob *b, struct ckpt_item *it, uint64_
 	return 0;
 }
 
+int ckpt_torchsave_open(const struct ckpt_blob *b, struct tzip *z, struct ckpt_pickle *pk,
+			uint8_t **pkl, struct ckpt_err *e)
+{
+	uint8_t magic[4];
+	char label[512];
+	int rc;
+
+	*pkl = NULL;
+	memset(pk, 0, sizeof(*pk));
+	if ((rc = ckpt_blob_read(b, 0, magic, sizeof(magic), e)))
+		return rc;
+	if (memcmp(magic, "PK\3\4", 4) != 0)
+		return BAD("%s: byte 0: expected a torch.save zip archive (PK\\3\\4), found other bytes",
+			   b->label);
+	if ((rc = tzip_open(z, b, e)))
+		return rc;
+	const struct tzip_entry *pe = tzip_find(z, "data.pkl");
+	if (!pe)
+		rc = BAD("%s: torch.save archive has no %s/data.pkl record", b->label, z->prefix);
+	else if (pe->size > MAX_PKL)
+		rc = BAD("%s: data.pkl is %llu bytes, more than the 16 MiB allowed", b->label,
+			 (unsigned long long)pe->size);
+	else if (!(*pkl = malloc(pe->size ? pe->size : 1)))
+		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
+	else if (!(rc = ckpt_blob_read(b, pe->data_off, *pkl, pe->size, e))) {
+		snprintf(label, sizeof(label), "%s: data.pkl", b->label);
+		rc = ckpt_pickle_parse(pk, *pkl, pe->size, label, e);
+	}
+	if (rc) {
+		free(*pkl);
+		*pkl = NULL;
+		tzip_free(z);
+	}
+	return rc;
+}
+
 int ckpt_item_decode(const struct ckpt_blob *b, struct ckpt_item *it, struct ckpt_err *e)
 {
 	struct tzip z;
@@ -165,34 +201,8 @@ int ckpt_item_decode(const struct ckpt_blob *b, struct ckpt_item *it, struct ckp
 	int untyped = 0, rc;
 
 	memset(it, 0, sizeof(*it));
-	uint8_t magic[4];
-	if ((rc = ckpt_blob_read(b, 0, magic, sizeof(magic), e)))
+	if ((rc = ckpt_torchsave_open(b, &z, &pk, &pkl, e)))
 		return rc;
-	if (memcmp(magic, "PK\3\4", 4) != 0)
-		return BAD("%s: byte 0: expected a torch.save zip archive (PK\\3\\4), found other bytes",
-			   b->label);
-	if ((rc = tzip_open(&z, b, e)))
-		return rc;
-	const struct tzip_entry *pe = tzip_find(&z, "data.pkl");
-	if (!pe) {
-		rc = BAD("%s: torch.save archive has no %s/data.pkl record", b->label, z.prefix);
-		goto out;
-	}
-	if (pe->size > MAX_PKL) {
-		rc = BAD("%s: data.pkl is %llu bytes, too large for one tensor", b->label,
-			 (unsigned long long)pe->size);
-		goto out;
-	}
-	if (!(pkl = malloc(pe->size ? pe->size : 1))) {
-		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((rc = ckpt_blob_read(b, pe->data_off, pkl, pe->size, e)))
-		goto out;
-	char label[512];
-	snprintf(label, sizeof(label), "%s: data.pkl", b->label);
-	if ((rc = ckpt_pickle_parse(&pk, pkl, pe->size, label, e)))
-		goto out;
 	if ((rc = interpret(pk.root, b, it, key, sizeof(key), &count, &untyped, e)))
 		goto out;
 	snprintf(rec, sizeof(rec), "data/%s", key);

@@ -25,6 +25,17 @@ struct ckpt_item {
 	int contiguous;                /* C-contiguous strides (size-1 dims ignored) */
 };
 
+struct tzip;
+struct ckpt_pickle;
+
+/* Opens the torch.save archive in b: checks the zip magic, reads the zip
+ * directory into *z and parses its data.pkl (at most 16 MiB, read into
+ * *pkl, which pk may point into) into *pk.  On success the caller frees
+ * all three (ckpt_pickle_free, free, tzip_free); on failure nothing is left
+ * to free.  Errors name b->label and the byte or record.  Thread-safe. */
+int ckpt_torchsave_open(const struct ckpt_blob *b, struct tzip *z, struct ckpt_pickle *pk,
+			uint8_t **pkl, struct ckpt_err *e);
+
 /* Decodes the torch.save archive in b into *it.  Errors name b->label.
  * Thread-safe. */
 int ckpt_item_decode(const struct ckpt_blob *b, struct ckpt_item *it, struct ckpt_err *e);

@@ -13,10 +13,10 @@
 
 #include "blob.h"
 #include "dirlist.h"
+#include "item.h"
 #include "pickle.h"
 #include "tzip.h"
 
-#define MAX_COMMON_PKL (16u << 20)
 
 /* A scalar pickle value as JSON, or NULL when it is of another kind. */
 static json_t *scalar(const struct pv *v)
@@ -85,38 +85,19 @@ static int args_from_archive(const struct ckpt_blob *b, json_t **out, struct ckp
 {
 	struct tzip z = { 0 };
 	struct ckpt_pickle pk = { 0 };
-	uint8_t *pkl = NULL, magic[4];
+	uint8_t *pkl = NULL;
 	char label[PATH_MAX + 64];
 	int rc;
 
-	if ((rc = ckpt_blob_read(b, 0, magic, sizeof(magic), e)))
+	if ((rc = ckpt_torchsave_open(b, &z, &pk, &pkl, e)))
 		return rc;
-	if (memcmp(magic, "PK\3\4", 4) != 0)
-		return ckpt_err_set(e, -EINVAL, "%s: byte 0: expected a torch.save zip archive", b->label);
-	if ((rc = tzip_open(&z, b, e)))
-		return rc;
-	const struct tzip_entry *pe = tzip_find(&z, "data.pkl");
-	if (!pe || pe->size > MAX_COMMON_PKL) {
-		rc = ckpt_err_set(e, -EINVAL, "%s: %s/data.pkl %s", b->label, z.prefix,
-				  pe ? "is larger than 16 MiB" : "is missing");
-		goto out;
-	}
-	if (!(pkl = malloc(pe->size ? pe->size : 1))) {
-		rc = ckpt_err_set(e, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((rc = ckpt_blob_read(b, pe->data_off, pkl, pe->size, e)))
-		goto out;
 	snprintf(label, sizeof(label), "%s: data.pkl", b->label);
-	if ((rc = ckpt_pickle_parse(&pk, pkl, pe->size, label, e)))
-		goto out;
 	const struct pv *root = pk.root;
 	if ((root->kind == PV_LIST || root->kind == PV_TUPLE) && root->u.seq.n == 1)
 		root = root->u.seq.v[0];  /* a ShardedObject's value may come wrapped in a list */
 	const struct pv *args = root->kind == PV_DICT ? pv_dict_get(root, "args") : NULL;
 	if (args && args->kind != PV_NONE)
 		rc = namespace_json(args, label, out, e);
-out:
 	ckpt_pickle_free(&pk);
 	free(pkl);
 	tzip_free(&z);
