@@ -1,6 +1,7 @@
 /* mapfile.c - loading a rule file (with "extends"), detection, and the
  * parameters made from Megatron training args; see mapping.h. */
 #include "config.h"
+#include "mapfile.h"
 #include "mapping-int.h"
 
 #include <errno.h>

@@ -6,8 +6,7 @@
 
 #include <jansson.h>
 #include <regex.h>
-
-#include "mapping.h"
+#include <stddef.h>
 
 struct mrule {
 	regex_t re;

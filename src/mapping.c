@@ -2,6 +2,7 @@
  * expressions over captures, unstack variables and params, name templates,
  * the ops and the output recipes; see mapping.h. */
 #include "config.h"
+#include "mapping.h"
 #include "mapping-int.h"
 
 #include <errno.h>
