@@ -14,6 +14,7 @@ struct centry {
 	uint64_t len;
 	uint64_t base;         /* blob offset that buf[0] stands for */
 	unsigned refs;
+	int loading;           /* being loaded by one thread, without the lock */
 	struct centry *prev, *next;  /* LRU: head = most recent */
 };
 
@@ -22,6 +23,7 @@ struct ckpt_chunkio {
 	struct ckpt_io_stats stats;
 	uint64_t budget, used;
 	pthread_mutex_t lock;
+	pthread_cond_t loaded;   /* an entry stopped loading (loaded or dropped) */
 	struct centry *head, *tail;
 };
 
@@ -38,6 +40,7 @@ int ckpt_chunkio_new(struct ckpt_chunkio **out, struct ckpt_catalog *c, uint64_t
 	io->c = c;
 	io->budget = budget;
 	pthread_mutex_init(&io->lock, NULL);
+	pthread_cond_init(&io->loaded, NULL);
 	*out = io;
 	return 0;
 }
@@ -67,6 +70,7 @@ void ckpt_chunkio_free(struct ckpt_chunkio *io)
 		free(ce);
 	}
 	pthread_mutex_destroy(&io->lock);
+	pthread_cond_destroy(&io->loaded);
 	free(io);
 }
 
@@ -152,9 +156,11 @@ out:
 	return rc;
 }
 
-/* Loads what a chunk needs in memory.  Called with the lock held. */
+/* Loads what a chunk needs in memory into ce (buf, len, base), binding the
+ * chunk's item after decompression.  Called WITHOUT the lock: the caller's
+ * placeholder entry (loading) makes it the only thread loading ch. */
 static int load(struct ckpt_chunkio *io, const struct ckpt_tensor *t, struct ckpt_chunk *ch,
-		struct centry **out, struct ckpt_err *e)
+		struct centry *ce, struct ckpt_err *e)
 {
 	const struct ckpt_source_file *f = &io->c->files[ch->file];
 	char label[1024];
@@ -195,43 +201,62 @@ static int load(struct ckpt_chunkio *io, const struct ckpt_tensor *t, struct ckp
 			return ckpt_err_set(e, rc, "%s: read failed: %s", label, ckpt_read_strerror(rc));
 		}
 	}
-	struct centry *ce = calloc(1, sizeof(*ce));
-	if (!ce) {
-		free(buf);
-		return ckpt_err_set(e, -ENOMEM, "out of memory");
-	}
-	ce->ch = ch;
 	ce->buf = buf;
 	ce->len = len;
 	ce->base = base;
-	push_front(io, ce);
-	io->used += len;
-	*out = ce;
 	return 0;
 }
 
+/* The cache entry of ch, loaded, with a reference for the caller.  One
+ * thread loads a given item (decompression runs outside the lock, so items
+ * load in parallel); others wanting it wait for that load. */
 static int acquire(struct ckpt_chunkio *io, const struct ckpt_tensor *t, struct ckpt_chunk *ch,
 		   struct centry **out, struct ckpt_err *e)
 {
 	struct centry *ce;
-	int rc = 0;
+	int rc;
 
 	pthread_mutex_lock(&io->lock);
-	for (ce = io->head; ce && ce->ch != ch; ce = ce->next)
-		;
+	for (;;) {
+		for (ce = io->head; ce && ce->ch != ch; ce = ce->next)
+			;
+		if (!ce || !ce->loading)
+			break;
+		pthread_cond_wait(&io->loaded, &io->lock);  /* then look again: it may have failed */
+	}
 	if (ce) {
 		unlink_entry(io, ce);
 		push_front(io, ce);
 		io->stats.item_hits++;
-	} else {
-		rc = load(io, t, ch, &ce, e);
-		io->stats.item_loads++;
-	}
-	if (!rc) {
 		ce->refs++;
+		*out = ce;
+		pthread_mutex_unlock(&io->lock);
+		return 0;
+	}
+	if (!(ce = calloc(1, sizeof(*ce)))) {
+		pthread_mutex_unlock(&io->lock);
+		return ckpt_err_set(e, -ENOMEM, "out of memory");
+	}
+	ce->ch = ch;
+	ce->loading = 1;
+	ce->refs = 1;
+	push_front(io, ce);
+	io->stats.item_loads++;
+	pthread_mutex_unlock(&io->lock);
+
+	rc = load(io, t, ch, ce, e);
+
+	pthread_mutex_lock(&io->lock);
+	ce->loading = 0;
+	if (rc) {
+		unlink_entry(io, ce);
+		free(ce);
+	} else {
+		io->used += ce->len;
 		*out = ce;
 		evict(io);
 	}
+	pthread_cond_broadcast(&io->loaded);
 	pthread_mutex_unlock(&io->lock);
 	return rc;
 }
@@ -314,10 +339,11 @@ int ckpt_chunkio_copy(struct ckpt_chunkio *io, const struct ckpt_tensor *t,
 					    ckpt_read_strerror(rc));
 		}
 	} else {
-		struct centry *ce;
+		struct centry *ce = NULL;
 		if ((rc = acquire(io, t, ch, &ce, e)))
 			return rc;
-		/* ch->item is final once acquire() returned (bound under the lock) */
+		/* ch->item is final once acquire() returned (bound by the one thread that
+		 * loaded the item, published to the others by the lock) */
 		const uint8_t *storage = ce->buf + ch->item.data_off - ce->base;
 		copy_strided(&ch->item, storage, first, n, dst, es);
 		release(io, ce);

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -188,6 +189,31 @@ static void check_boxes(struct ckpt_chunkio *io, struct ckpt_tensor *t, const ui
 	free(got);
 }
 
+struct tjob {
+	struct ckpt_chunkio *io;
+	struct ckpt_vtensor *vt;
+	const uint8_t *want;
+	uint64_t nbytes;
+	unsigned seed;
+	int bad;
+};
+
+/* Random ranges from one thread (several run at once on one reader). */
+static void *tread(void *arg)
+{
+	struct tjob *j = arg;
+	uint8_t *got = malloc(j->nbytes + 16);
+	for (int r = 0; r < 200 && j->nbytes; r++) {
+		struct ckpt_err e = { 0 };
+		uint64_t off = (uint64_t)rand_r(&j->seed) % j->nbytes;
+		uint64_t len = (uint64_t)rand_r(&j->seed) % (j->nbytes - off + 1);
+		if (ckpt_serve(j->io, j->vt, off, len, got, &e) || memcmp(got, j->want + off, len))
+			j->bad++;
+	}
+	free(got);
+	return NULL;
+}
+
 static void run_case(const char *name, enum ckpt_dtype dt, int ndim, const int64_t *shape,
 		     const struct cspec *specs, size_t nspec, int holes)
 {
@@ -277,6 +303,24 @@ static void run_case(const char *name, enum ckpt_dtype dt, int ndim, const int64
 	ok(ckpt_serve(io, vt, t.nbytes, 1, got, &e) == -EINVAL, "%s: reading past the end is refused",
 	   name);
 	check_boxes(io, &t, want, name);
+	/* several threads on one reader whose item cache holds nothing: items
+	 * (zstd, strided) are loaded, by one thread at a time each, and dropped
+	 * over and over while others wait for or read them */
+	struct ckpt_chunkio *io1;
+	ckpt_chunkio_new(&io1, &cat, 1);
+	struct tjob jb[4];
+	pthread_t th[4];
+	int tbad = 0;
+	for (int i = 0; i < 4; i++) {
+		jb[i] = (struct tjob){ io1, vt, want, t.nbytes, 777u + (unsigned)i, 0 };
+		pthread_create(&th[i], NULL, tread, &jb[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		tbad += jb[i].bad;
+	}
+	ok(!tbad, "%s: 4 threads x 200 random ranges through a 1-byte item cache match", name);
+	ckpt_chunkio_free(io1);
 	ckpt_view_free(&view);
 	ckpt_chunkio_free(io);
 	free(want);
