@@ -35,6 +35,28 @@ if echo 'int main(void){return 0;}' > "$tmp/t.c" && $CC $flags "$tmp/t.c" -o "$t
 else
 	echo "# $CC cannot build with -fsanitize=address,undefined: sanitizer runs skipped"
 fi
+# ThreadSanitizer on the unit tests that run threads (item loads, block pool,
+# cache), when this compiler and kernel can run it
+tflags="-std=gnu11 -g -O1 -fsanitize=thread"
+printf '#include <pthread.h>\nstatic void *f(void *a){return a;}\nint main(void){pthread_t t;pthread_create(&t,0,f,0);pthread_join(t,0);return 0;}\n' >"$tmp/tt.c"
+if $CC $tflags "$tmp/tt.c" -o "$tmp/tt" -lpthread 2>/dev/null && "$tmp/tt" >/dev/null 2>&1; then
+	for t in test-gather test-cache; do
+		# shellcheck disable=SC2086
+		if $CC $tflags -I"$CKPTFS_BUILDDIR" -I"$CKPTFS_SRCDIR/src" -DCKPTFS_PKGDATADIR='"/nonexistent"' \
+			$(pkg-config --cflags jansson libzstd libxxhash) $lib "$CKPTFS_SRCDIR/tests/unit/$t.c" \
+			-o "$tmp/$t-tsan" $(pkg-config --libs jansson libzstd libxxhash) -lpthread 2>"$tmp/$t.tcc"; then
+			TSAN_OPTIONS=halt_on_error=1 "$tmp/$t-tsan" > "$tmp/$t.tsan" 2>&1
+			rc=$?
+			[ "$rc" = 0 ] || grep -v '^ok' "$tmp/$t.tsan" | tail -n 30 | sed 's/^/# /'
+			tap "$rc" "$t under ThreadSanitizer: no data race"
+		else
+			sed 's/^/# /' "$tmp/$t.tcc" | tail -n 20
+			tap 1 "$t builds with ThreadSanitizer"
+		fi
+	done
+else
+	echo "# $CC cannot build or run -fsanitize=thread here: TSan runs skipped"
+fi
 if command -v valgrind >/dev/null 2>&1; then
 	for t in test-pickle test-zip test-gather test-cache; do
 		bin="$CKPTFS_BUILDDIR/tests/unit/$t"
