@@ -637,7 +637,7 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 	struct builder b = { .c = c, .o = o };
 	char **mds = NULL, path[PATH_MAX];
 	size_t nmd = 0;
-	int rc;
+	int rc = 0;
 
 	memset(c, 0, sizeof(*c));
 	if (!(c->dir = strdup(dir)))
@@ -651,7 +651,7 @@ int ckpt_catalog_open(struct ckpt_catalog *c, const char *dir, const struct ckpt
 	int st_input = 0;
 	if (!o->source_file && (rc = find_metadata(c, &mds, &nmd, e)) < 0)
 		goto out;
-	if (rc == 1 || o->source_file) {
+	if (o->source_file || rc == 1) {  /* rc: find_metadata found no .metadata */
 		st_input = 1;
 		if ((rc = ckpt_st_load(c, o->source_file, e)))
 			goto out;
