@@ -417,6 +417,7 @@ static void free_cli(struct cli *c)
 	free(c->cache_min_free);
 	free(c->prefetch);
 	free(c->item_cache);
+	free(c->allow_holes_size);
 	free(c->gpu);
 	free(c->assets);
 	free(c->mapping);
