@@ -16,7 +16,9 @@ lib=""
 for f in "$CKPTFS_SRCDIR"/src/*.c; do
 	case "$(basename "$f")" in main.c|fs.c|export.c|inspect.c) ;; *) lib="$lib $f" ;; esac
 done
-flags="-std=gnu11 -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+# -Wall -Wextra -Werror as in the normal build: at -O1 with the sanitizers gcc sees other
+# things (maybe-uninitialized), and ./configure --enable-sanitizers must build too
+flags="-std=gnu11 -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wall -Wextra -Werror -Wno-unused-parameter"
 if echo 'int main(void){return 0;}' > "$tmp/t.c" && $CC $flags "$tmp/t.c" -o "$tmp/t" 2>/dev/null; then
 	for t in test-pickle test-zip test-gather test-convert test-cache test-dirlist; do
 		# shellcheck disable=SC2086
